@@ -1,0 +1,1 @@
+"""Datasets, splits, the image cache and the phantom generator."""

@@ -1,0 +1,50 @@
+"""Writing the tables and figures that the notebooks promise, in one layout.
+
+Tables go to ``results/<profile>/tables/<name>.csv`` (machine-readable) and ``<name>.md``
+(for reading on GitHub and for the report); figures to ``results/<profile>/figures/<name>.png``.
+Every output made from phantom data says so, so that no one mistakes it for a paper result.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from cxrlib.config import Config
+from cxrlib.io import atomic_write, atomic_write_text
+from cxrlib.paths import ResultsLayout
+
+PHANTOM_NOTE = "phantom data, not comparable with the paper"
+
+
+def data_label(config: Config) -> str:
+    """A short label of where the numbers come from, for titles and captions."""
+    if config.is_phantom:
+        return PHANTOM_NOTE
+    return f"real data, {config.data.split} split"
+
+
+def save_table(df: pd.DataFrame, name: str, config: Config, caption: str = "") -> Path:
+    """Write ``df`` as ``<name>.csv`` and ``<name>.md`` under the profile's tables folder."""
+    folder = ResultsLayout(config.profile).tables
+    csv_path = folder / f"{name}.csv"
+    with atomic_write(csv_path, "w", encoding="utf-8", newline="") as handle:
+        df.to_csv(handle, index=False)
+    lines = [f"# {name}", ""]
+    if caption:
+        lines += [caption, ""]
+    lines += [f"_Profile `{config.profile}`; {data_label(config)}._", ""]
+    buffer = io.StringIO()
+    df.to_markdown(buffer, index=False)
+    atomic_write_text(folder / f"{name}.md", "\n".join(lines) + buffer.getvalue() + "\n")
+    return csv_path
+
+
+def save_figure(fig, name: str, config: Config, dpi: int = 150) -> Path:
+    """Save a matplotlib figure as ``<name>.png`` under the profile's figures folder."""
+    path = ResultsLayout(config.profile).figures / f"{name}.png"
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
+    return path

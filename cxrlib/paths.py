@@ -1,0 +1,77 @@
+"""Where everything lives: the results, runs and data folders of the project.
+
+Layout (all generated, all git-ignored)::
+
+    results/<profile>/tables/<name>.csv + <name>.md
+    results/<profile>/figures/<name>.png
+    results/<profile>/executed/<notebook>.ipynb   (papermill's executed copies)
+    runs/<profile>/<dataset>/<split>/<model>/seed<k>/   (training runs)
+    open_data/                                       (split files, phantom data, image caches)
+
+The three roots default to folders of the project root and can be moved with the
+environment variables ``CXRLIB_RESULTS_DIR``, ``CXRLIB_RUNS_DIR`` and ``CXRLIB_DATA_DIR``
+(``./run_all.sh --results-dir/--runs-dir/--data-dir`` set them).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def project_root() -> Path:
+    """The project folder: ``$CXRLIB_HOME``, else the nearest parent of the working directory
+    holding ``run_all.sh`` and ``cxrlib/``, else the parent of this package's folder."""
+    if os.environ.get("CXRLIB_HOME"):
+        return Path(os.environ["CXRLIB_HOME"]).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "run_all.sh").is_file() and (candidate / "cxrlib").is_dir():
+            return candidate
+    return Path(__file__).resolve().parent.parent
+
+
+def _root(env: str, default: str) -> Path:
+    value = os.environ.get(env)
+    return Path(value).expanduser().resolve() if value else project_root() / default
+
+
+def results_root() -> Path:
+    return _root("CXRLIB_RESULTS_DIR", "results")
+
+
+def runs_root() -> Path:
+    return _root("CXRLIB_RUNS_DIR", "runs")
+
+
+def data_root() -> Path:
+    """``open_data/``: downloaded split files, phantom datasets and image caches."""
+    return _root("CXRLIB_DATA_DIR", "open_data")
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    """The output folders of one profile."""
+
+    profile: str
+
+    @property
+    def root(self) -> Path:
+        return results_root() / self.profile
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def executed(self) -> Path:
+        return self.root / "executed"
+
+    @property
+    def runs(self) -> Path:
+        return runs_root() / self.profile

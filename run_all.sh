@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Reproduce every table and figure of CTransCNN (Wu et al., KBS 2023) and CheXNet
+# (Wu et al., PRCV 2023): set up the environment, then run notebooks/NN_*.ipynb in order with
+# papermill. See ./run_all.sh --help.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+usage() {
+  cat <<'EOF'
+Usage: ./run_all.sh [options]            run the notebooks end to end
+       ./run_all.sh --test [pytest args] run the test suite (e.g. --test -m e2e)
+       ./run_all.sh --setup              only prepare the Python environment
+
+Environment: uses the active virtual/conda environment if there is one (or Colab/Kaggle's
+own Python), otherwise creates or reuses ./.venv. Installs this project and whatever is
+missing; torch/torchvision are installed only when absent and are never replaced.
+
+Options:
+  --profile smoke|paper  smoke: phantom data, tiny models, minutes on a CPU.
+                         paper: the papers' recipe on the real data (needs data roots, a GPU).
+                         Default: paper when a data root is configured, otherwise smoke.
+  --only 01,03           run only the notebooks with these numbers (in order).
+  --set NAME=VALUE       pass a parameter to every notebook (validated by cxrlib.config;
+                         e.g. --set EPOCHS=5). Repeatable.
+  --cxr14-root DIR       NIH ChestX-ray14 Kaggle folder (holds Data_Entry_2017.csv and
+                         images_0XX/images/). Same as the environment variable CXR14_ROOT.
+  --cxr11-root DIR       RANZCR CLiP Kaggle folder (holds train.csv and train/).
+                         Same as the environment variable CXR11_ROOT.
+  --results-dir DIR      outputs (default ./results; env CXRLIB_RESULTS_DIR)
+  --runs-dir DIR         training runs and checkpoints (default ./runs; env CXRLIB_RUNS_DIR)
+  --data-dir DIR         split files, phantom data, image caches (default ./open_data;
+                         env CXRLIB_DATA_DIR)
+  --python PATH          use this Python interpreter as is, installing nothing
+                         (env CXRLIB_PYTHON)
+  -h, --help             show this help
+
+Outputs:
+  results/<profile>/tables/<name>.csv and .md   every table, ours beside the papers'
+  results/<profile>/figures/<name>.png          every figure
+  results/<profile>/executed/NN_*.ipynb         the executed notebooks (errors included)
+  runs/<profile>/...                            training runs: configs, logs, checkpoints
+EOF
+}
+
+die() { echo "run_all.sh: error: $*" >&2; exit 2; }
+
+PROFILE=""
+ONLY=""
+MODE="run"
+PARAMS=()
+TEST_ARGS=()
+PYTHON="${CXRLIB_PYTHON:-}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --profile) [[ $# -ge 2 ]] || die "--profile needs a value"; PROFILE="$2"; shift 2 ;;
+    --profile=*) PROFILE="${1#*=}"; shift ;;
+    --only) [[ $# -ge 2 ]] || die "--only needs a value"; ONLY="$2"; shift 2 ;;
+    --only=*) ONLY="${1#*=}"; shift ;;
+    --set) [[ $# -ge 2 && "$2" == *=* ]] || die "--set needs NAME=VALUE"
+           PARAMS+=(-p "${2%%=*}" "${2#*=}"); shift 2 ;;
+    --cxr14-root) [[ $# -ge 2 ]] || die "--cxr14-root needs a folder"; export CXR14_ROOT="$2"; shift 2 ;;
+    --cxr11-root) [[ $# -ge 2 ]] || die "--cxr11-root needs a folder"; export CXR11_ROOT="$2"; shift 2 ;;
+    --results-dir) [[ $# -ge 2 ]] || die "--results-dir needs a folder"; export CXRLIB_RESULTS_DIR="$2"; shift 2 ;;
+    --runs-dir) [[ $# -ge 2 ]] || die "--runs-dir needs a folder"; export CXRLIB_RUNS_DIR="$2"; shift 2 ;;
+    --data-dir) [[ $# -ge 2 ]] || die "--data-dir needs a folder"; export CXRLIB_DATA_DIR="$2"; shift 2 ;;
+    --python) [[ $# -ge 2 ]] || die "--python needs a path"; PYTHON="$2"; shift 2 ;;
+    --setup) MODE="setup"; shift ;;
+    --test) MODE="test"; shift; TEST_ARGS=("$@"); break ;;
+    *) usage >&2; die "unknown option '$1'" ;;
+  esac
+done
+
+if [[ -z "$PROFILE" ]]; then
+  if [[ -n "${CXR14_ROOT:-}${CXR11_ROOT:-}" ]]; then PROFILE="paper"; else PROFILE="smoke"; fi
+fi
+case "$PROFILE" in
+  smoke|paper) ;;
+  *) die "unknown profile '$PROFILE'; allowed profiles: smoke, paper" ;;
+esac
+
+# --- 1. Choose the Python environment ------------------------------------------------------
+find_base_python() {
+  local candidate
+  for candidate in python3 python3.13 python3.12 python3.11 python3.10 python; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+       "$candidate" -c 'import sys; raise SystemExit(sys.version_info < (3, 10))' 2>/dev/null; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+
+if [[ -n "$PYTHON" ]]; then
+  PY="$PYTHON"; WHERE="given interpreter"
+elif [[ -n "${VIRTUAL_ENV:-}" && -x "${VIRTUAL_ENV}/bin/python" ]]; then
+  PY="$VIRTUAL_ENV/bin/python"; WHERE="active virtual environment $VIRTUAL_ENV"
+elif [[ -n "${CONDA_PREFIX:-}" && -x "${CONDA_PREFIX}/bin/python" ]]; then
+  PY="$CONDA_PREFIX/bin/python"; WHERE="active conda environment $CONDA_PREFIX"
+elif [[ -n "${COLAB_RELEASE_TAG:-}${KAGGLE_KERNEL_RUN_TYPE:-}" ]]; then
+  PY="$(find_base_python)" || die "no Python >= 3.10 found"; WHERE="Colab/Kaggle system Python"
+else
+  if [[ ! -x "$ROOT/.venv/bin/python" ]]; then
+    BASE="$(find_base_python)" || die "no Python >= 3.10 found; install one and re-run"
+    echo "==> creating $ROOT/.venv with $BASE"
+    "$BASE" -m venv "$ROOT/.venv" || die "could not create .venv (on Debian/Ubuntu: apt install python3-venv)"
+  fi
+  PY="$ROOT/.venv/bin/python"; WHERE="project venv $ROOT/.venv"
+fi
+"$PY" -c 'import sys; raise SystemExit(sys.version_info < (3, 10))' ||
+  die "$PY is older than Python 3.10"
+echo "==> Python: $PY ($WHERE)"
+
+# --- 2. Install what is missing (once per environment and pyproject.toml) ------------------
+ensure_installed() {
+  local stamp_dir="$ROOT/.cxrlib-env" key stamp
+  key="$( (echo "$PY"; "$PY" -c 'import sys; print(sys.prefix)'; cat "$ROOT/pyproject.toml") |
+          cksum | cut -d' ' -f1)"
+  stamp="$stamp_dir/installed-$key"
+  if [[ -f "$stamp" ]] && "$PY" -c 'import cxrlib, papermill, torch, torchvision, timm' 2>/dev/null; then
+    return 0
+  fi
+  "$PY" -m pip --version >/dev/null 2>&1 || "$PY" -m ensurepip --upgrade >/dev/null
+  if ! "$PY" -c 'import torch, torchvision' 2>/dev/null; then
+    echo "==> installing torch and torchvision (absent from this environment)"
+    "$PY" -m pip install torch torchvision
+  fi
+  # Pin the torch that is there, so that no other requirement can replace it (Colab/Kaggle).
+  local constraints="$stamp_dir/torch-constraints.txt"
+  mkdir -p "$stamp_dir"
+  "$PY" - >"$constraints" <<'PYEOF'
+from importlib.metadata import version
+for name in ("torch", "torchvision"):
+    print(f"{name}=={version(name)}")
+PYEOF
+  echo "==> installing the project and its dependencies ($(tr '\n' ' ' <"$constraints"))"
+  "$PY" -m pip install -c "$constraints" -e "$ROOT[dev]"
+  "$PY" -m ipykernel install --sys-prefix --name cxrlib --display-name "Python (cxrlib)" >/dev/null
+  rm -f "$stamp_dir"/installed-*
+  touch "$stamp"
+}
+if [[ -z "$PYTHON" ]]; then ensure_installed; fi
+export CXRLIB_HOME="$ROOT"
+
+if [[ "$MODE" == "setup" ]]; then
+  echo "==> environment ready: $PY"
+  exit 0
+fi
+
+if [[ "$MODE" == "test" ]]; then
+  cd "$ROOT"
+  echo "==> $PY -m pytest ${TEST_ARGS[*]:-}"
+  set +e
+  CXRLIB_PYTHON="$PY" "$PY" -m pytest ${TEST_ARGS[@]+"${TEST_ARGS[@]}"}
+  rc=$?
+  set -e
+  if [[ $rc -eq 5 ]]; then
+    echo "==> pytest selected no tests for '${TEST_ARGS[*]:-}' (not a failure)"
+    exit 0
+  fi
+  exit $rc
+fi
+
+# --- 3. Run the notebooks ------------------------------------------------------------------
+RESULTS="${CXRLIB_RESULTS_DIR:-$ROOT/results}"
+EXECUTED="$RESULTS/$PROFILE/executed"
+mkdir -p "$EXECUTED"
+
+NOTEBOOKS=()
+for nb in "$ROOT"/notebooks/[0-9][0-9]_*.ipynb; do
+  [[ -e "$nb" ]] || continue
+  number="$(basename "$nb" | cut -c1-2)"
+  if [[ -n "$ONLY" && ",$ONLY," != *",$number,"* ]]; then continue; fi
+  NOTEBOOKS+=("$nb")
+done
+[[ ${#NOTEBOOKS[@]} -gt 0 ]] || die "no notebook matches --only '$ONLY' in $ROOT/notebooks"
+
+ROOT_PARAMS=()
+[[ -n "${CXR14_ROOT:-}" ]] && ROOT_PARAMS+=(-p CXR14_ROOT "$CXR14_ROOT")
+[[ -n "${CXR11_ROOT:-}" ]] && ROOT_PARAMS+=(-p CXR11_ROOT "$CXR11_ROOT")
+
+# The kernelspec made at set-up runs exactly $PY; otherwise jupyter_client maps 'python3' to it.
+KERNEL="$("$PY" -c 'from jupyter_client.kernelspec import KernelSpecManager as M
+print("cxrlib" if "cxrlib" in M().find_kernel_specs() else "python3")')"
+
+echo "==> profile '$PROFILE': ${#NOTEBOOKS[@]} notebook(s); executed copies in $EXECUTED"
+total_start=$SECONDS
+index=0
+for nb in "${NOTEBOOKS[@]}"; do
+  index=$((index + 1))
+  name="$(basename "$nb")"
+  out="$EXECUTED/$name"
+  echo "==> [$index/${#NOTEBOOKS[@]}] $name"
+  start=$SECONDS
+  if ! "$PY" -m papermill "$nb" "$out" --kernel "$KERNEL" --cwd "$ROOT/notebooks" \
+        --no-progress-bar -p PROFILE "$PROFILE" ${ROOT_PARAMS[@]+"${ROOT_PARAMS[@]}"} \
+        ${PARAMS[@]+"${PARAMS[@]}"}; then
+    echo "run_all.sh: FAILED in notebook $name" >&2
+    echo "run_all.sh: the executed notebook with the error is: $out" >&2
+    exit 1
+  fi
+  echo "    done in $((SECONDS - start)) s"
+done
+echo "==> all ${#NOTEBOOKS[@]} notebook(s) ran in $((SECONDS - total_start)) s; outputs in $RESULTS/$PROFILE"

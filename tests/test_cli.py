@@ -1,0 +1,52 @@
+"""``python -m cxrlib``: help for every command, validated configuration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cxrlib.cli import COMMANDS, main
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cxrlib", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_top_level_help_lists_commands():
+    result = run_module("--help")
+    assert result.returncode == 0
+    assert "usage: python -m cxrlib" in result.stdout
+    for name in COMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_each_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--profile" in capsys.readouterr().out
+
+
+def test_config_command_prints_validated_json(capsys):
+    assert main(["config", "--profile", "paper", "--set", "epochs=7"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["train"]["epochs"] == 7 and data["profile"] == "paper"
+
+
+def test_bad_profile_and_parameter_fail_with_allowed_values(capsys):
+    assert main(["config", "--profile", "bogus"]) == 2
+    assert "allowed profiles: smoke, paper" in capsys.readouterr().err
+    assert main(["config", "--set", "epocs=1"]) == 2
+    assert "allowed parameters" in capsys.readouterr().err
+
+
+def test_env_command_reports_torch(capsys, isolated_outputs):
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert "version torch" in out and "CXR14 root" in out

@@ -1,0 +1,107 @@
+"""The profiles are validated data: bad names, types and values fail, naming what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxrlib.config import (
+    PROFILES,
+    ConfigError,
+    config_from_notebook,
+    load_config,
+    parse_override,
+)
+
+
+def test_profiles_load_and_differ():
+    smoke, paper = load_config("smoke"), load_config("paper")
+    assert smoke.is_phantom and not paper.is_phantom
+    assert paper.data.image_size == 224 and paper.train.batch_size == 32
+    assert paper.train.epochs == 300 and paper.train.lr == 1e-3
+    assert smoke.data.image_size < paper.data.image_size
+
+
+def test_unknown_profile_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match="allowed profiles: smoke, paper"):
+        load_config("fast")
+
+
+def test_unknown_parameter_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match=r"unknown parameter 'EPOCS'.*EPOCHS"):
+        load_config("smoke", EPOCS=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("epochs", "3", "must be int"),
+        ("epochs", 2.5, "must be int"),
+        ("channels_last", 1, "must be bool"),
+        ("split", "random", "must be one of 'paper', 'patient'"),
+        ("precision", "fp8", "must be one of"),
+        ("image_size", 100, "multiple of 32"),
+        ("epochs", 0, "must be > 0"),
+        ("cache_size", 64, "must be >= IMAGE_SIZE"),
+    ],
+)
+def test_bad_values_are_rejected(name, value, message):
+    overrides = {name: value}
+    if name == "cache_size":
+        overrides["image_size"] = 128
+    with pytest.raises(ConfigError, match=message):
+        load_config("smoke", **overrides)
+
+
+def test_overrides_are_case_insensitive_and_int_widens_to_float():
+    cfg = load_config("paper", EPOCHS=5, lr=1)
+    assert cfg.train.epochs == 5 and isinstance(cfg.train.lr, float)
+
+
+def test_roots_come_from_environment(monkeypatch):
+    monkeypatch.setenv("CXR14_ROOT", "/data/nih")
+    assert load_config("paper").data.cxr14_root == "/data/nih"
+    assert load_config("paper", cxr14_root="/elsewhere").data.cxr14_root == "/elsewhere"
+
+
+def test_notebook_namespace_validation():
+    namespace = {"PROFILE": "smoke", "EPOCHS": 2, "In": [], "config_from_notebook": object()}
+    assert config_from_notebook(namespace).train.epochs == 2
+    with pytest.raises(ConfigError, match="unknown parameter 'EPOCS'"):
+        config_from_notebook({"PROFILE": "smoke", "EPOCS": 2})
+    with pytest.raises(ConfigError, match="must set PROFILE"):
+        config_from_notebook({"EPOCHS": 2})
+    with pytest.raises(ConfigError, match="allowed profiles"):
+        config_from_notebook({"PROFILE": "bogus"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("epochs=3", ("epochs", 3)),
+        ("lr=5e-4", ("lr", 5e-4)),
+        ("channels_last=false", ("channels_last", False)),
+        ("cxr14_root=/data/x", ("cxr14_root", "/data/x")),
+        ("cxr14_root=None", ("cxr14_root", None)),
+        ("model=ctranscnn_tiny", ("model", "ctranscnn_tiny")),
+    ],
+)
+def test_parse_override(text, expected):
+    assert parse_override(text) == expected
+    name, value = expected
+    load_config("smoke", **{name: value})  # and the parsed value validates
+
+
+def test_parse_override_rejects_garbage():
+    with pytest.raises(ConfigError, match="NAME=VALUE"):
+        parse_override("epochs")
+    with pytest.raises(ConfigError, match="unknown parameter"):
+        parse_override("nope=1")
+
+
+def test_config_round_trips_to_json():
+    import json
+
+    cfg = load_config("smoke")
+    data = json.loads(cfg.to_json())
+    assert data["profile"] == "smoke" and data["train"]["epochs"] == cfg.train.epochs
+    assert set(PROFILES) == {"smoke", "paper"}

@@ -1,0 +1,42 @@
+"""End to end: ./run_all.sh runs every notebook in the smoke profile and writes what each
+promises. Selected with ``-m e2e`` (CI runs it after the fast suite)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+#: What each notebook promises, relative to results/<profile>/.
+PROMISED = {
+    "00_environment": ["tables/environment.csv", "tables/environment.md"],
+}
+
+
+def test_every_notebook_declares_its_outputs():
+    names = {p.stem for p in (PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert names == set(PROMISED), "add each notebook's promised files to PROMISED"
+
+
+@pytest.mark.e2e
+def test_run_all_smoke_end_to_end(isolated_outputs):
+    env = {**os.environ, "CXRLIB_PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "run_all.sh"), "--profile", "smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=3600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    results = isolated_outputs / "results" / "smoke"
+    for notebook, files in PROMISED.items():
+        assert (results / "executed" / f"{notebook}.ipynb").is_file()
+        for rel in files:
+            assert (results / rel).is_file(), f"{notebook} did not write {rel}"
+    table = (results / "tables" / "environment.md").read_text()
+    assert "phantom data, not comparable with the paper" in table
