@@ -135,7 +135,7 @@ for name in ("torch", "torchvision"):
     print(f"{name}=={version(name)}")
 PYEOF
   echo "==> installing the project and its dependencies ($(tr '\n' ' ' <"$constraints"))"
-  "$PY" -m pip install -c "$constraints" -e "$ROOT[dev]"
+  "$PY" -m pip install --quiet -c "$constraints" -e "$ROOT[dev]"
   "$PY" -m ipykernel install --sys-prefix --name cxrlib --display-name "Python (cxrlib)" >/dev/null
   rm -f "$stamp_dir"/installed-*
   touch "$stamp"
