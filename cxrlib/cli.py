@@ -55,9 +55,63 @@ def _cmd_env(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _add_phantom_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=["cxr14", "cxr11", "both"], default="both")
+    parser.add_argument("--num-images", type=int, help="images per dataset (default: profile)")
+    parser.add_argument("--image-size", type=int, default=256, help="pixels (default 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="output folder (default: open_data/phantom)")
+
+
+def _cmd_phantom(args: argparse.Namespace, config: Config) -> int:
+    from pathlib import Path
+
+    from cxrlib.data.phantom import PhantomSpec, generate_phantom
+    from cxrlib.paths import data_root
+
+    out = Path(args.out) if args.out else data_root() / "phantom"
+    for dataset in ("cxr14", "cxr11") if args.dataset == "both" else (args.dataset,):
+        spec = PhantomSpec(
+            dataset,
+            num_images=args.num_images or config.data.phantom_images,
+            image_size=args.image_size,
+            seed=args.seed,
+        )
+        print(generate_phantom(spec, out))
+    return 0
+
+
+def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=["cxr14", "cxr11", "both"], default="both")
+    parser.add_argument("--workers", type=int, help="decoding processes (default: CPU count)")
+
+
+def _cmd_prepare(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.data.prepare import prepare_dataset
+
+    for dataset in ("cxr14", "cxr11") if args.dataset == "both" else (args.dataset,):
+        data = prepare_dataset(config, dataset, workers=args.workers)
+        sizes = data.table["split"].value_counts().to_dict()
+        print(
+            f"{dataset}: {len(data.table)} images, {config.data.split} split {sizes}, "
+            f"cache {data.cache.folder}"
+        )
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "config": ("print the resolved, validated configuration as JSON", _cmd_config, None),
     "env": ("report Python, torch, GPU, package versions and data roots", _cmd_env, None),
+    "phantom": (
+        "write phantom CXR14/CXR11 datasets in the real Kaggle layouts",
+        _cmd_phantom,
+        _add_phantom_arguments,
+    ),
+    "prepare": (
+        "locate the data, map the split files, check labels, build the image cache",
+        _cmd_prepare,
+        _add_dataset_argument,
+    ),
 }
 
 

@@ -14,6 +14,23 @@ from tests.conftest import PROJECT_ROOT
 #: What each notebook promises, relative to results/<profile>/.
 PROMISED = {
     "00_environment": ["tables/environment.csv", "tables/environment.md"],
+    "01_data_preparation": [
+        *(
+            f"tables/{t}.{ext}"
+            for t in ("split_sizes", "class_positives_cxr14", "class_positives_cxr11", "leakage")
+            for ext in ("csv", "md")
+        ),
+        *(
+            f"figures/{f}.png"
+            for f in (
+                "class_positives",
+                "cooccurrence_cxr14",
+                "cooccurrence_cxr11",
+                "samples_cxr14",
+                "samples_cxr11",
+            )
+        ),
+    ],
 }
 
 

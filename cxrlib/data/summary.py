@@ -1,0 +1,149 @@
+"""Tables and figures that describe the prepared datasets (notebook 01)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.patches import Rectangle
+
+from cxrlib.data.prepare import PreparedDataset
+from cxrlib.data.splits import PAPER_SPLIT_SIZES, SPLIT_NAMES, leakage_report
+
+
+def split_sizes_table(prepared: dict[str, PreparedDataset]) -> pd.DataFrame:
+    """Images per part of both splits, beside the papers' sizes."""
+    rows = []
+    for name, data in prepared.items():
+        for split in ("paper", "patient"):
+            counts = data.table[f"{split}_split"].value_counts()
+            rows.append(
+                {
+                    "dataset": name.upper(),
+                    "split": split + (" (selected)" if split == data.split_name else ""),
+                    **{part: int(counts.get(part, 0)) for part in SPLIT_NAMES},
+                    "total": len(data.table),
+                }
+            )
+        rows.append(
+            {
+                "dataset": name.upper(),
+                "split": "published (papers)",
+                **dict(zip(SPLIT_NAMES, PAPER_SPLIT_SIZES[name], strict=True)),
+                "total": sum(PAPER_SPLIT_SIZES[name]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def class_positives_table(data: PreparedDataset) -> pd.DataFrame:
+    """Positive images per class and part of the selected split."""
+    classes = list(data.classes)
+    frame = data.table.groupby("split")[classes].sum().T.reindex(columns=list(SPLIT_NAMES))
+    frame = frame.fillna(0).astype(int).rename_axis("class").reset_index()
+    frame.insert(0, "dataset", data.dataset.upper())
+    return frame
+
+
+def leakage_table(prepared: dict[str, PreparedDataset]) -> pd.DataFrame:
+    """Patients shared between parts, for both splits of every dataset."""
+    frames = []
+    for name, data in prepared.items():
+        for split in ("paper", "patient"):
+            report = leakage_report(data.table, split_column=f"{split}_split")
+            report.insert(0, "split", split)
+            report.insert(0, "dataset", name.upper())
+            frames.append(report)
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_class_positives(tables: list[pd.DataFrame], title: str) -> plt.Figure:
+    """One horizontal bar chart per dataset: positives per class, stacked by part."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 5), squeeze=False)
+    for ax, table in zip(axes[0], tables, strict=True):
+        table.set_index("class")[list(SPLIT_NAMES)].plot.barh(stacked=True, ax=ax)
+        ax.set_title(f"{table['dataset'].iloc[0]}: positives per class")
+        ax.set_xlabel("images")
+        ax.invert_yaxis()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_cooccurrence(data: PreparedDataset, title: str) -> plt.Figure:
+    """Label co-occurrence: P(column label | row label) over the whole dataset."""
+    labels = data.table[list(data.classes)].to_numpy(dtype=np.float64)
+    joint = labels.T @ labels
+    conditional = joint / np.maximum(np.diag(joint)[:, None], 1)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    sns.heatmap(
+        conditional,
+        xticklabels=data.classes,
+        yticklabels=data.classes,
+        cmap="viridis",
+        vmin=0,
+        vmax=1,
+        ax=ax,
+        cbar_kws={"label": "P(column | row)"},
+    )
+    ax.set_title(f"{data.dataset.upper()} label co-occurrence — {title}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_samples(data: PreparedDataset, count: int, title: str, seed: int = 0) -> plt.Figure:
+    """A grid of cached images with their labels, and the boxes or lines drawn where known."""
+    rng = np.random.default_rng(seed)
+    rows = data.table.iloc[
+        rng.choice(len(data.table), size=min(count, len(data.table)), replace=False)
+    ]
+    columns = 4
+    fig, axes = plt.subplots(
+        -(-len(rows) // columns), columns, figsize=(3.2 * columns, 3.6 * -(-len(rows) // columns))
+    )
+    size = data.cache.size
+    for ax, (_, row) in zip(np.ravel(axes), rows.iterrows(), strict=False):
+        ax.imshow(data.cache.images[row["cache_row"]], cmap="gray", vmin=0, vmax=255)
+        positives = [c for c in data.classes if row[c]]
+        ax.set_title("\n".join(positives) or "(no label)", fontsize=7)
+        _overlay_annotations(ax, data, row, size)
+    for ax in np.ravel(axes):
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _original_size(path: str) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
+
+
+def _overlay_annotations(ax, data: PreparedDataset, row: pd.Series, size: int) -> None:
+    """Draw NIH boxes or RANZCR line points, rescaled from the original to the cache size."""
+    boxes, lines = data.images.boxes, data.images.lines
+    if len(boxes):
+        mine = boxes[boxes["image_id"] == row["image_id"]]
+        if len(mine):
+            width, height = _original_size(row["path"])
+            for _, box in mine.iterrows():
+                ax.add_patch(
+                    Rectangle(
+                        (box.x * size / width, box.y * size / height),
+                        box.w * size / width,
+                        box.h * size / height,
+                        fill=False,
+                        edgecolor="red",
+                        linewidth=1,
+                    )
+                )
+    if len(lines):
+        mine = lines[lines["image_id"] == row["image_id"]]
+        if len(mine):
+            width, height = _original_size(row["path"])
+            for _, line in mine.iterrows():
+                points = np.asarray(line.points, dtype=float).reshape(-1, 2)
+                ax.plot(points[:, 0] * size / width, points[:, 1] * size / height, lw=0.8)
