@@ -143,6 +143,8 @@ def verify_split_files(dataset: str, folder: Path) -> None:
 def read_split_classes(dataset: str, folder: Path) -> list[str]:
     """The class list of a split folder; it must equal the dataset's, in order."""
     path = Path(folder) / SPLIT_FILES[check_dataset(dataset)].classes
+    if not path.is_file():
+        raise SplitFileError(f"{path} is missing: is {folder} the {dataset} split folder?")
     classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
     if tuple(classes) != CLASSES[dataset]:
         raise SplitFileError(
