@@ -21,9 +21,10 @@ PHANTOM_NOTE = "phantom data, not comparable with the paper"
 
 def data_label(config: Config) -> str:
     """A short label of where the numbers come from, for titles and captions."""
-    if config.is_phantom:
-        return PHANTOM_NOTE
-    return f"real data, {config.data.split} split"
+    label = PHANTOM_NOTE if config.is_phantom else f"real data, {config.data.split} split"
+    if config.data.allow_missing_images:
+        label += "; images missing on disk were dropped (ALLOW_MISSING_IMAGES), see split_sizes"
+    return label
 
 
 def save_table(df: pd.DataFrame, name: str, config: Config, caption: str = "") -> Path:

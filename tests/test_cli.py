@@ -50,3 +50,20 @@ def test_env_command_reports_torch(capsys, isolated_outputs):
     assert main(["env"]) == 0
     out = capsys.readouterr().out
     assert "version torch" in out and "CXR14 root" in out
+
+
+def test_phantom_command_writes_loadable_datasets(tmp_path, capsys):
+    from cxrlib.data.tables import load_cxr11
+
+    args = ["phantom", "--dataset", "cxr11", "--num-images", "12", "--image-size", "64"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    folder = capsys.readouterr().out.strip()
+    assert len(load_cxr11(folder).table) == 12
+
+
+def test_outputs_say_when_images_were_dropped():
+    from cxrlib.config import load_config
+    from cxrlib.outputs import data_label
+
+    assert "ALLOW_MISSING_IMAGES" in data_label(load_config("paper", allow_missing_images=True))
+    assert data_label(load_config("paper")) == "real data, paper split"

@@ -1,0 +1,300 @@
+"""One dual-branch network whose switches make it CTransCNN, CheXNet, Conformer or any ablation.
+
+Skeleton (Conformer-tiny; models.md section 1): a stem, then ``depth`` layers. Layer 1 is a
+conv block beside a patch embedding + token layer; layers 2..depth are interaction blocks in
+three stages (CNN at 1/4, 1/8, 1/16 of the input; tokens always at 1/patch). Each interaction
+block runs ``conv block -> CNN->tokens -> token layer -> tokens->CNN -> fusion conv block``.
+
+Switches (:class:`ArchConfig`), independent of each other:
+
+=================  =========================================================================
+``attention``      ``softmax`` (Conformer) | ``mmaef`` (CTransCNN)
+``label_decoder``  ``off`` | ``memsp`` (label embeddings, no MSP) | ``memsp+msp`` (CheXNet)
+``conv_block``     ``bottleneck`` (Conformer) | ``mbr`` (CTransCNN) | ``ib`` (CheXNet)
+``coupling``       ``none`` (independent branches) | ``fcu`` (Conformer) | ``iim`` (gated)
+``head_fusion``    ``weighted`` (0.9 CNN + 0.1 token, CTransCNN) | ``sum`` (CheXNet, Conformer)
+=================  =========================================================================
+
+CheXNet (Wu et al., PRCV 2023) released no code; these are our interpretations, each kept
+where the paper is silent to the CTransCNN/Conformer choice:
+
+1. The patch-token stream keeps one standard pre-norm encoder layer (softmax attention + FFN)
+   per layer, so that CNN->tokens and tokens->CNN exchange with a real token stream; the paper
+   does not say how patch tokens are updated.
+2. MEMSP runs K learnable label embeddings (trunc-normal, std 0.02) alongside the token stream,
+   one post-norm label layer per layer (self-attention, cross-attention to the patch tokens of
+   that layer, MSP, FFN), as drawn in the paper's Fig. 2.
+3. The label head is one weight vector and bias per class applied to its own final embedding.
+4. Predictions are ``sigmoid(T + C)`` ("directly sums"); training puts the loss on each head
+   (the CTransCNN recipe; the training issue makes it switchable).
+5. Coupling, conv-block stride placement and initialisation follow CTransCNN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cxrlib.models.blocks import (
+    CONV_BLOCKS,
+    CnnToTokens,
+    FeedForward,
+    LabelLayer,
+    TokenLayer,
+    TokensToCnn,
+)
+
+SWITCHES = {
+    "attention": ("softmax", "mmaef"),
+    "label_decoder": ("off", "memsp", "memsp+msp"),
+    "conv_block": ("bottleneck", "mbr", "ib"),
+    "coupling": ("none", "fcu", "iim"),
+    "head_fusion": ("weighted", "sum"),
+}
+WEIGHTED_CONV_SHARE = 0.9  # CTransCNN's inference rule: 0.9 conv + 0.1 token logits
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """Everything that defines a :class:`DualBranchNet`; sizes default to Conformer-tiny."""
+
+    attention: str = "mmaef"
+    label_decoder: str = "off"
+    conv_block: str = "mbr"
+    coupling: str = "iim"
+    head_fusion: str = "weighted"
+    embed_dim: int = 384
+    num_heads: int = 6
+    depth: int = 12
+    channel_ratio: float = 1.0
+    base_channels: int = 64
+    patch_size: int = 16
+    mlp_ratio: float = 4.0
+    drop_path: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name, allowed in SWITCHES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}"
+                )
+        if self.depth < 3 or self.depth % 3:
+            raise ValueError(f"depth must be a multiple of 3 (>= 3); got {self.depth}")
+        if self.patch_size % 16:
+            raise ValueError(f"patch_size must be a multiple of 16; got {self.patch_size}")
+        if self.embed_dim % self.num_heads:
+            raise ValueError("embed_dim must be divisible by num_heads")
+
+    def switches(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in SWITCHES}
+
+
+@dataclass
+class ModelOutput:
+    """What every model returns. ``token_logits`` is None for single-head (timm) models.
+
+    ``logits`` are the fused logits of the paper's rule; ``probabilities()`` applies the sigmoid.
+    """
+
+    logits: torch.Tensor
+    conv_logits: torch.Tensor | None = None
+    token_logits: torch.Tensor | None = None
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def heads(self) -> list[torch.Tensor]:
+        """The per-head logits a loss is put on (the fused logits for one-head models)."""
+        heads = [h for h in (self.conv_logits, self.token_logits) if h is not None]
+        return heads or [self.logits]
+
+    def probabilities(self) -> torch.Tensor:
+        return torch.sigmoid(self.logits)
+
+
+class InteractionBlock(nn.Module):
+    """Layers 2..depth: conv block, coupling, token layer [, label layer], fusion block."""
+
+    def __init__(
+        self,
+        arch: ArchConfig,
+        cin: int,
+        cout: int,
+        stride: int,
+        project: bool,
+        pool: int,
+        drop_path: float,
+        last: bool,
+    ) -> None:
+        super().__init__()
+        block = CONV_BLOCKS[arch.conv_block]
+        mid = cout // 4
+        self.cnn_block = block(cin, cout, stride=stride, project=project)
+        self.fusion_block = block(
+            cout, cout, stride=2 if last else 1, project=last, drop_path=drop_path
+        )
+        self.token_layer = TokenLayer(
+            arch.embed_dim, arch.num_heads, arch.attention, drop_path, arch.mlp_ratio
+        )
+        self.pool = pool
+        coupled = arch.coupling != "none"
+        gated = arch.coupling == "iim"
+        self.c2t = CnnToTokens(mid, arch.embed_dim, pool, gated) if coupled else None
+        self.t2c = TokensToCnn(arch.embed_dim, mid, gated) if coupled else None
+        self.label_layer = (
+            LabelLayer(
+                arch.embed_dim, arch.num_heads, arch.label_decoder == "memsp+msp", arch.mlp_ratio
+            )
+            if arch.label_decoder != "off"
+            else None
+        )
+
+    def forward(self, x, tokens, labels):
+        x, x_mid = self.cnn_block(x)
+        if self.c2t is None:
+            tokens = self.token_layer(tokens)
+            x = self.fusion_block(x)[0]
+        else:
+            # the incoming cls token is inside both summands: it enters as 2·cls (reference)
+            tokens = self.token_layer(self.c2t(x_mid, tokens) + tokens)
+            h, w = x_mid.shape[-2:]
+            fusion = self.t2c(tokens, size=(h, w), grid=(h // self.pool, w // self.pool))
+            x = self.fusion_block(x, fusion)[0]
+        if self.label_layer is not None:
+            labels = self.label_layer(labels, tokens[:, 1:])
+        return x, tokens, labels
+
+
+class DualBranchNet(nn.Module):
+    """CNN + Transformer hybrid with switchable modules (see the module docstring)."""
+
+    def __init__(self, num_classes: int, arch: ArchConfig | None = None) -> None:
+        super().__init__()
+        self.arch = arch = arch or ArchConfig()
+        self.num_classes = num_classes
+        dim, depth = arch.embed_dim, arch.depth
+        stage1 = int(arch.base_channels * arch.channel_ratio)
+        channels = (stage1, stage1 * 2, stage1 * 4)
+        rates = torch.linspace(0, arch.drop_path, depth).tolist()
+        pool = arch.patch_size // 4
+
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.conv1 = CONV_BLOCKS[arch.conv_block](64, stage1, stride=1, project=True)
+        self.patch_embed = nn.Conv2d(64, dim, kernel_size=pool, stride=pool)
+        self.tokens1 = TokenLayer(dim, arch.num_heads, arch.attention, rates[0], arch.mlp_ratio)
+        if arch.label_decoder != "off":
+            self.label_embed = nn.Parameter(torch.zeros(1, num_classes, dim))
+            self.labels1 = LabelLayer(
+                dim, arch.num_heads, arch.label_decoder == "memsp+msp", arch.mlp_ratio
+            )
+        blocks = []
+        per_stage = depth // 3
+        for layer in range(2, depth + 1):
+            stage = 0 if layer <= per_stage else (1 if layer <= 2 * per_stage else 2)
+            first = layer in (per_stage + 1, 2 * per_stage + 1)
+            blocks.append(
+                InteractionBlock(
+                    arch,
+                    cin=channels[stage - 1] if first else channels[stage],
+                    cout=channels[stage],
+                    stride=2 if first else 1,
+                    project=first,
+                    pool=pool >> stage,  # tokens stay at 1/patch while the CNN map grows finer
+                    drop_path=rates[layer - 1],
+                    last=layer == depth,
+                )
+            )
+        self.blocks = nn.ModuleList(blocks)
+        self.token_norm = nn.LayerNorm(dim)
+        self.conv_head = nn.Linear(channels[2], num_classes)
+        if arch.label_decoder == "off":
+            self.token_head = nn.Linear(dim, num_classes)
+        else:  # one weight vector and bias per class, on that class's own embedding
+            self.label_weight = nn.Parameter(torch.zeros(num_classes, dim))
+            self.label_bias = nn.Parameter(torch.zeros(num_classes))
+        self._init_weights()
+
+    # ---------------------------------------------------------------------------------------
+    def _init_weights(self) -> None:
+        """The reference's initialisation (models.md section 1)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if hasattr(m, "expand_bn"):
+                nn.init.zeros_(m.expand_bn.weight)  # each conv block starts as its shortcut
+            if isinstance(m, FeedForward):
+                for linear in (m[0], m[2]):
+                    nn.init.xavier_uniform_(linear.weight)
+                    nn.init.normal_(linear.bias, std=1e-6)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.arch.label_decoder != "off":
+            nn.init.trunc_normal_(self.label_embed, std=0.02)
+            nn.init.trunc_normal_(self.label_weight, std=0.02)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError that says what is expected for a wrong input shape."""
+        multiple = max(32, self.arch.patch_size * 2)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"expected a batch B×3×H×W (grey replicated to 3 channels); got {tuple(x.shape)}"
+            )
+        h, w = x.shape[-2:]
+        if h % multiple or w % multiple or min(h, w) < 64:
+            raise ValueError(
+                f"input size must be a multiple of {multiple} and at least 64 px; got {h}×{w}"
+            )
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Backbone outputs: ``conv`` (B×C), ``cls`` (B×D), ``labels`` (B×K×D) when decoding,
+        and the last CNN map and token sequence (for Grad-CAM)."""
+        self.check_input(x)
+        b = x.shape[0]
+        base = self.stem(x)
+        cnn = self.conv1(base)[0]
+        tokens = self.patch_embed(base).flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, N, D)
+        tokens = self.tokens1(torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1))
+        labels = None
+        if self.arch.label_decoder != "off":
+            labels = self.labels1(self.label_embed.expand(b, -1, -1), tokens[:, 1:])
+        for block in self.blocks:
+            cnn, tokens, labels = block(cnn, tokens, labels)
+        features = {
+            "conv": F.adaptive_avg_pool2d(cnn, 1).flatten(1),
+            "cls": self.token_norm(tokens)[:, 0],
+            "cnn_map": cnn,
+            "tokens": tokens,
+        }
+        if labels is not None:
+            features["labels"] = labels
+        return features
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        features = self.forward_features(x)
+        conv_logits = self.conv_head(features["conv"])
+        if self.arch.label_decoder == "off":
+            token_logits = self.token_head(features["cls"])
+        else:
+            token_logits = (features["labels"] * self.label_weight).sum(-1) + self.label_bias
+        if self.arch.head_fusion == "weighted":
+            logits = WEIGHTED_CONV_SHARE * conv_logits + (1 - WEIGHTED_CONV_SHARE) * token_logits
+        else:
+            logits = conv_logits + token_logits
+        return ModelOutput(logits, conv_logits, token_logits, features)
