@@ -11,7 +11,8 @@ Writes phantom images at the real datasets' resolutions (NIH CXR14: 1024² PNG; 
    (a) our cache loader and (b) the reference's approach: decode + convert + bicubic resize +
    flip + normalise the original file at every step.
 
-Cache rates are the median of three epochs. It prints a table; the README quotes it. Timings assert nothing: they are measurements.
+Cache rates are the median of three epochs. It prints a table; the README quotes it.
+Timings assert nothing: they are measurements.
 """
 
 from __future__ import annotations

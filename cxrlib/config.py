@@ -31,6 +31,7 @@ PROFILES = ("smoke", "paper")
 DataSource = Literal["phantom", "real"]
 SplitName = Literal["paper", "patient"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+ModelSize = Literal["paper", "micro"]
 
 #: Environment variables that name the real data roots when no parameter does.
 ROOT_ENV_VARS = {"cxr14_root": "CXR14_ROOT", "cxr11_root": "CXR11_ROOT"}
@@ -59,6 +60,7 @@ class ModelConfig:
     """Which registered model to build (see ``cxrlib.models``)."""
 
     model: str = "ctranscnn_tiny"
+    model_size: ModelSize = "paper"
     drop_path: float = 0.1
 
 
@@ -112,6 +114,7 @@ PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     "paper": {"data_source": "real"},
     "smoke": {
         "data_source": "phantom",
+        "model_size": "micro",
         "image_size": 64,
         "cache_size": 64,
         "phantom_images": 400,

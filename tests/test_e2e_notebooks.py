@@ -11,26 +11,34 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
+
+def _tables(*names: str) -> list[str]:
+    return [f"tables/{name}.{ext}" for name in names for ext in ("csv", "md")]
+
+
+def _figures(*names: str) -> list[str]:
+    return [f"figures/{name}.png" for name in names]
+
+
 #: What each notebook promises, relative to results/<profile>/.
 PROMISED = {
-    "00_environment": ["tables/environment.csv", "tables/environment.md"],
-    "01_data_preparation": [
-        *(
-            f"tables/{t}.{ext}"
-            for t in ("split_sizes", "class_positives_cxr14", "class_positives_cxr11", "leakage")
-            for ext in ("csv", "md")
-        ),
-        *(
-            f"figures/{f}.png"
-            for f in (
-                "class_positives",
-                "cooccurrence_cxr14",
-                "cooccurrence_cxr11",
-                "samples_cxr14",
-                "samples_cxr11",
-            )
-        ),
-    ],
+    "00_environment": _tables("environment"),
+    "01_data_preparation": _tables(
+        "split_sizes", "class_positives_cxr14", "class_positives_cxr11", "leakage"
+    )
+    + _figures(
+        "class_positives",
+        "cooccurrence_cxr14",
+        "cooccurrence_cxr11",
+        "samples_cxr14",
+        "samples_cxr11",
+    ),
+    "02_model_construction": _tables(
+        "model_summary",
+        "model_summary_as_trained",
+        "model_switches",
+        "ablation_parameter_differences",
+    ),
 }
 
 

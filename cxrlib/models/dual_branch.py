@@ -212,9 +212,9 @@ class DualBranchNet(nn.Module):
                 )
             )
         self.blocks = nn.ModuleList(blocks)
-        self.token_norm = nn.LayerNorm(dim)
         self.conv_head = nn.Linear(channels[2], num_classes)
-        if arch.label_decoder == "off":
+        if arch.label_decoder == "off":  # the cls token feeds the token head
+            self.token_norm = nn.LayerNorm(dim)
             self.token_head = nn.Linear(dim, num_classes)
         else:  # one weight vector and bias per class, on that class's own embedding
             self.label_weight = nn.Parameter(torch.zeros(num_classes, dim))
@@ -263,8 +263,8 @@ class DualBranchNet(nn.Module):
             )
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Backbone outputs: ``conv`` (B×C), ``cls`` (B×D), ``labels`` (B×K×D) when decoding,
-        and the last CNN map and token sequence (for Grad-CAM)."""
+        """Backbone outputs: ``conv`` (B×C); ``cls`` (B×D) or, with a label decoder, ``labels``
+        (B×K×D); and the last CNN map and token sequence (for Grad-CAM)."""
         self.check_input(x)
         b = x.shape[0]
         base = self.stem(x)
@@ -278,11 +278,12 @@ class DualBranchNet(nn.Module):
             cnn, tokens, labels = block(cnn, tokens, labels)
         features = {
             "conv": F.adaptive_avg_pool2d(cnn, 1).flatten(1),
-            "cls": self.token_norm(tokens)[:, 0],
             "cnn_map": cnn,
             "tokens": tokens,
         }
-        if labels is not None:
+        if labels is None:
+            features["cls"] = self.token_norm(tokens)[:, 0]
+        else:
             features["labels"] = labels
         return features
 
