@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from cxrlib.config import PROFILES, Config, ConfigError, load_config, parse_override
 
@@ -99,6 +100,55 @@ def _cmd_prepare(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", choices=["cxr14", "cxr11"], required=True)
+    parser.add_argument("--model", help="registered model (default: the profile's MODEL)")
+    parser.add_argument("--restart", action="store_true", help="discard an existing run")
+    parser.add_argument("--max-steps", type=int, help="stop (resumably) after this many steps")
+    parser.add_argument("--time-limit-minutes", type=float, help="stop (resumably) after this long")
+
+
+def _cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.training import train_run
+
+    if args.model:
+        config = config.override(model=args.model)
+    result = train_run(
+        config,
+        args.dataset,
+        restart=args.restart,
+        max_steps=args.max_steps,
+        time_limit_minutes=args.time_limit_minutes,
+    )
+    if result.finished:
+        test = result.metrics["test"]
+        print(f"finished: {result.folder}\ntest mean AUC {test['mean_auc']:.2f}")
+    else:
+        print(f"stopped early, resumable: {result.folder}")
+    return 0
+
+
+def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a run folder (runs/<profile>/<dataset>/...)")
+
+
+def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    from cxrlib.training import read_run
+
+    result = read_run(Path(args.run))
+    if not result.finished:
+        print(
+            f"error: {args.run} has no metrics.json (not finished); train it first", file=sys.stderr
+        )
+        return 1
+    print(
+        json.dumps({k: result.metrics[k] for k in ("model", "dataset", "split", "test")}, indent=2)
+    )
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "config": ("print the resolved, validated configuration as JSON", _cmd_config, None),
     "env": ("report Python, torch, GPU, package versions and data roots", _cmd_env, None),
@@ -106,6 +156,16 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "write phantom CXR14/CXR11 datasets in the real Kaggle layouts",
         _cmd_phantom,
         _add_phantom_arguments,
+    ),
+    "train": (
+        "train (or resume) one model on one dataset; a finished run is not redone",
+        _cmd_train,
+        _add_train_arguments,
+    ),
+    "evaluate": (
+        "print the test metrics of a finished run",
+        _cmd_evaluate,
+        _add_evaluate_arguments,
     ),
     "prepare": (
         "locate the data, map the split files, check labels, build the image cache",

@@ -105,3 +105,17 @@ def test_config_round_trips_to_json():
     data = json.loads(cfg.to_json())
     assert data["profile"] == "smoke" and data["train"]["epochs"] == cfg.train.epochs
     assert set(PROFILES) == {"smoke", "paper"}
+
+
+def test_override_revalidates_and_extras_are_checked():
+    from cxrlib.config import config_and_extras
+
+    cfg = load_config("smoke").override(model="chexnet_tiny", epochs=4)
+    assert cfg.model.model == "chexnet_tiny" and cfg.train.epochs == 4
+    assert cfg.data.image_size == load_config("smoke").data.image_size
+    with pytest.raises(ConfigError, match="must be > 0"):
+        cfg.override(epochs=0)
+    config, extras = config_and_extras({"PROFILE": "smoke", "MODELS": ["a"]}, MODELS=list)
+    assert extras == {"MODELS": ["a"]} and config.profile == "smoke"
+    with pytest.raises(ConfigError, match="MODELS must be list"):
+        config_and_extras({"PROFILE": "smoke", "MODELS": "a"}, MODELS=list)

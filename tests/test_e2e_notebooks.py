@@ -39,6 +39,15 @@ PROMISED = {
         "model_switches",
         "ablation_parameter_differences",
     ),
+    **{
+        notebook: _tables(f"auc_{ds}_paper", f"metrics_{ds}_paper")
+        + _figures(
+            f"training_{ds}_paper",
+            f"roc_{ds}_paper_ctranscnn_tiny",
+            f"roc_{ds}_paper_chexnet_tiny",
+        )
+        for notebook, ds in (("03_train_cxr11", "cxr11"), ("04_train_cxr14", "cxr14"))
+    },
 }
 
 

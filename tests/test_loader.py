@@ -21,8 +21,8 @@ def _dataset(flip=True, seed=0):
     return CachedImageDataset(images, np.arange(20)[::-1].copy(), labels, flip=flip, seed=seed)
 
 
-def _epoch(loader, epoch, seed=0):
-    set_loader_epoch(loader, epoch, seed)
+def _epoch(loader, epoch, skip=0):
+    set_loader_epoch(loader, epoch, skip)
     return [(x.clone(), y.clone()) for x, y in loader]
 
 
@@ -35,8 +35,8 @@ def test_batches_shapes_and_rows():
 
 def test_flips_and_order_depend_only_on_seed_and_epoch():
     loader = make_loader(_dataset(), batch_size=8, shuffle=True, seed=3)
-    a0, a1 = _epoch(loader, 0, 3), _epoch(loader, 1, 3)
-    again = _epoch(make_loader(_dataset(), batch_size=8, shuffle=True, seed=3), 0, 3)
+    a0, a1 = _epoch(loader, 0), _epoch(loader, 1)
+    again = _epoch(make_loader(_dataset(), batch_size=8, shuffle=True, seed=3), 0)
     assert all(torch.equal(p[0], q[0]) for p, q in zip(a0, again, strict=True))
     assert not all(torch.equal(p[0], q[0]) for p, q in zip(a0, a1, strict=True))
     flipped = sum(
@@ -46,10 +46,8 @@ def test_flips_and_order_depend_only_on_seed_and_epoch():
 
 
 def test_workers_give_the_same_batches():
-    serial = _epoch(make_loader(_dataset(), batch_size=8, shuffle=True, seed=1), 2, 1)
-    parallel = _epoch(
-        make_loader(_dataset(), batch_size=8, shuffle=True, seed=1, num_workers=2), 2, 1
-    )
+    serial = _epoch(make_loader(_dataset(), batch_size=8, shuffle=True, seed=1), 2)
+    parallel = _epoch(make_loader(_dataset(), batch_size=8, shuffle=True, seed=1, num_workers=2), 2)
     assert all(torch.equal(p[0], q[0]) for p, q in zip(serial, parallel, strict=True))
 
 
@@ -59,3 +57,23 @@ def test_to_model_input_normalises_grey_to_three_channels():
     assert out.shape == (2, 3, 4, 4)
     expected = [(1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
     assert torch.allclose(out[0, :, 0, 0], torch.tensor(expected))
+
+
+def test_resume_skips_the_batches_already_seen():
+    loader = make_loader(_dataset(), batch_size=4, shuffle=True, seed=5)
+    full = _epoch(loader, 3)
+    rest = _epoch(loader, 3, skip=2)
+    assert len(rest) == len(full) - 2
+    assert all(torch.equal(p[0], q[0]) for p, q in zip(full[2:], rest, strict=True))
+
+
+def test_ranks_take_disjoint_shards_of_one_permutation():
+    shards = []
+    for rank in range(2):
+        loader = make_loader(
+            _dataset(flip=False), batch_size=3, shuffle=True, seed=2, rank=rank, world_size=2
+        )
+        set_loader_epoch(loader, 0)
+        shards.append([int(i) for batch in loader.sampler for i in batch])
+    assert len(shards[0]) == len(shards[1])  # equal step counts on every rank
+    assert not set(shards[0]) & set(shards[1])

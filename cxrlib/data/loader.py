@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -65,6 +65,49 @@ class CachedImageDataset(Dataset):
         return images, torch.from_numpy(self.labels[indices])
 
 
+class EpochBatchSampler(Sampler):
+    """Batches of indices whose order is a function of (seed, epoch) alone.
+
+    With ``world_size`` > 1 each rank takes every ``world_size``-th batch of the same
+    permutation (DistributedDataParallel); ``skip_batches`` resumes an epoch mid-way.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+        self.seed, self.drop_last, self.rank, self.world_size = seed, drop_last, rank, world_size
+        self.epoch, self.skip_batches = 0, 0
+
+    def set_epoch(self, epoch: int, skip_batches: int = 0) -> None:
+        self.epoch, self.skip_batches = epoch, skip_batches
+
+    def _all_batches(self) -> list[np.ndarray]:
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, 7]).permutation(self.size)
+        else:
+            order = np.arange(self.size)
+        batches = [order[i : i + self.batch_size] for i in range(0, self.size, self.batch_size)]
+        if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+            batches.pop()
+        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else None
+        return batches[:usable][self.rank :: self.world_size]
+
+    def __iter__(self):
+        for batch in self._all_batches()[self.skip_batches :]:
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        return len(self._all_batches())
+
+
 def make_loader(
     dataset: CachedImageDataset,
     batch_size: int,
@@ -72,29 +115,33 @@ def make_loader(
     num_workers: int = 0,
     seed: int = 0,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """A DataLoader that fetches whole batches from ``dataset`` in one indexing call.
 
     Call :func:`set_loader_epoch` before each epoch: the order and the flips are then a
-    function of (seed, epoch) alone, with any number of workers.
+    function of (seed, epoch) alone, with any number of workers or ranks.
     """
-    generator = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+    sampler = EpochBatchSampler(
+        len(dataset), batch_size, shuffle, seed, drop_last, rank, world_size
+    )
     return DataLoader(
         dataset,
-        sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last),
+        sampler=sampler,
         batch_size=None,  # the sampler yields index lists; the dataset returns whole batches
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
+        # Its own generator: starting an epoch must not draw from the global RNG, which the
+        # model's stochastic depth uses (a resumed run would otherwise drift by one draw).
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
-def set_loader_epoch(loader: DataLoader, epoch: int, seed: int = 0) -> None:
-    """Make epoch ``epoch``'s order and flips a function of (seed, epoch) alone."""
+def set_loader_epoch(loader: DataLoader, epoch: int, skip_batches: int = 0) -> None:
+    """Fix epoch ``epoch``'s order and flips; optionally skip its first batches (resume)."""
     loader.dataset.set_epoch(epoch)
-    sampler = loader.sampler.sampler
-    if isinstance(sampler, RandomSampler) and sampler.generator is not None:
-        sampler.generator.manual_seed(seed * 100_003 + epoch)
+    loader.sampler.set_epoch(epoch, skip_batches)
 
 
 def to_model_input(

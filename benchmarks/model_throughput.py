@@ -1,0 +1,107 @@
+"""Benchmark: training-step and inference throughput and peak memory at 224 px (CPU).
+
+Run: ``python benchmarks/model_throughput.py [--batch-size 8] [--steps 3]``
+
+Each model is measured in a fresh subprocess (so that its peak resident memory is its own):
+one warm-up step, then ``--steps`` timed AdamW training steps (forward, the papers' loss on
+every head, backward, update) and ``--steps`` timed inference batches (eval, no grad). The
+figures for the authors' implementation on this machine (models.md 2.5) are ~1.1 images/s for
+training at batch 8 and ~4 images/s for inference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+MODELS = ("ctranscnn_tiny", "chexnet_tiny", "conformer_tiny", "resnet50")
+
+
+def measure(name: str, batch_size: int, steps: int, image_size: int) -> dict:
+    import torch
+
+    from cxrlib.losses import multi_head_loss
+    from cxrlib.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name, 14, image_size=image_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch_size, 3, image_size, image_size)
+    y = (torch.rand(batch_size, 14) < 0.2).float()
+
+    def train_step():
+        loss = multi_head_loss(model(x).heads(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    model.train()
+    train_step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step()
+    train_rate = steps * batch_size / (time.perf_counter() - start)
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        start = time.perf_counter()
+        for _ in range(steps):
+            model(x)
+    infer_rate = steps * batch_size / (time.perf_counter() - start)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "model": name,
+        "train img/s": train_rate,
+        "infer img/s": infer_rate,
+        "peak RSS MiB": peak_mib,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.one, args.batch_size, args.steps, args.image_size)))
+        return
+    print(
+        f"CPU cores: {os.cpu_count()}; batch {args.batch_size}; {args.image_size} px; "
+        f"{args.steps} timed steps after one warm-up"
+    )
+    print(f"{'model':16} {'train img/s':>12} {'infer img/s':>12} {'peak RSS MiB':>13}")
+    for name in MODELS:
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--batch-size",
+                str(args.batch_size),
+                "--steps",
+                str(args.steps),
+                "--image-size",
+                str(args.image_size),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"{name:16} {row['train img/s']:>12.2f} {row['infer img/s']:>12.2f} "
+            f"{row['peak RSS MiB']:>13,.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

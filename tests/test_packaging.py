@@ -1,0 +1,31 @@
+"""environment.yml and pyproject.toml declare the same dependencies (conda is not available on
+the development machine, so this consistency check is what guards the conda route)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+#: conda-forge names of PyPI distributions where they differ.
+CONDA_NAMES = {"torch": "pytorch"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def test_environment_yml_matches_pyproject():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python >= 3.11")
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
+    conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    available = conda | {_name(p) for p in pip if not p.startswith("-e")}
+    missing = {w for w in wanted if CONDA_NAMES.get(w, w) not in available}
+    assert not missing, f"environment.yml lacks {sorted(missing)}"
+    assert "-e .[dev]" in pip, "environment.yml must install the project itself"

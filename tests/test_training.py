@@ -1,0 +1,143 @@
+"""Training: schedule, weight decay groups, resume == uninterrupted, idempotence, NaN stop,
+and that a smoke run actually learns."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+
+import pytest
+import torch
+
+from cxrlib.config import load_config
+from cxrlib.models import create_model
+from cxrlib.training import (
+    NonFiniteLossError,
+    RunConfigMismatchError,
+    learning_rate,
+    load_checkpoint,
+    parameter_groups,
+    train_run,
+)
+
+TINY = {"phantom_images": 120, "epochs": 2, "batch_size": 16}
+
+
+@pytest.fixture(autouse=True)
+def _quiet(isolated_outputs):
+    warnings.simplefilter("ignore", UserWarning)  # offline: random phantom label combinations
+
+
+def test_learning_rate_schedule_values():
+    args = {
+        "total_steps": 1000,
+        "base_lr": 1e-3,
+        "warmup_steps": 100,
+        "warmup_ratio": 1e-3,
+        "min_lr_ratio": 1e-2,
+    }
+    cosine = lambda s: 1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * s / 1000)) / 2  # noqa: E731
+    assert learning_rate(0, **args) == pytest.approx(cosine(0) * 1e-3)  # starts at 0.1 %
+    assert learning_rate(50, **args) == pytest.approx(cosine(50) * (1 - 0.5 * (1 - 1e-3)))
+    assert learning_rate(100, **args) == pytest.approx(cosine(100))  # warm-up over
+    assert learning_rate(500, **args) == pytest.approx((1e-3 + 1e-5) / 2)  # half-way
+    assert learning_rate(1000, **args) == pytest.approx(1e-5)  # ends at 1 % of the peak
+
+
+def test_no_weight_decay_on_norms_biases_cls_token_and_label_embeddings():
+    model = create_model("chexnet_tiny", 5, size="micro")
+    decayed, free = parameter_groups(model, 0.05)
+    assert decayed["weight_decay"] == 0.05 and free["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    free_names = {names[id(p)] for p in free["params"]}
+    assert {"cls_token", "label_embed"} <= free_names
+    assert all(p.ndim >= 2 for p in decayed["params"])
+    assert any(n.endswith("norm1.weight") for n in free_names)
+    assert any(n.endswith("qkv.bias") for n in free_names)
+    assert len(decayed["params"]) + len(free["params"]) == len(list(model.parameters()))
+
+
+def _final_state(result):
+    return load_checkpoint(result.folder / "last.pt")["model"]
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(isolated_outputs, monkeypatch):
+    config = load_config("smoke", **TINY)
+    straight = train_run(config, "cxr11", progress=False)
+    assert straight.finished
+
+    monkeypatch.setenv("CXRLIB_RUNS_DIR", str(isolated_outputs / "runs2"))
+    stopped = train_run(config, "cxr11", progress=False, max_steps=3)  # killed mid-epoch 1
+    assert not stopped.finished and (stopped.folder / "last.pt").is_file()
+    assert load_checkpoint(stopped.folder / "last.pt")["progress"]["batch"] == 3
+    resumed = train_run(config, "cxr11", progress=False)
+    assert resumed.finished
+    assert resumed.metrics["test"] == straight.metrics["test"]
+    a, b = _final_state(straight), _final_state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    cols = ["epoch", "train_loss", "lr", "val_mean_auc"]
+    assert resumed.history[cols].equals(straight.history[cols])
+
+
+def test_finished_run_is_not_redone_and_other_settings_are_refused(monkeypatch):
+    config = load_config("smoke", **TINY)
+    first = train_run(config, "cxr11", progress=False)
+    stamp = (first.folder / "metrics.json").stat().st_mtime_ns
+    calls = []
+    monkeypatch.setattr("cxrlib.training.prepare_dataset", lambda *a, **k: calls.append(1))
+    again = train_run(config, "cxr11", progress=False)
+    assert not calls and (again.folder / "metrics.json").stat().st_mtime_ns == stamp
+    with pytest.raises(RunConfigMismatchError, match=r"LR: run has 0\.002, now 0\.003"):
+        train_run(load_config("smoke", lr=3e-3, **TINY), "cxr11", progress=False)
+
+
+def test_outputs_of_a_finished_run(isolated_outputs):
+    result = train_run(load_config("smoke", **TINY), "cxr11", progress=False)
+    files = {p.name for p in result.folder.iterdir()}
+    assert {
+        "config.json",
+        "last.pt",
+        "best.pt",
+        "epochs.csv",
+        "metrics.json",
+        "test_predictions.csv",
+    } <= files
+    metrics = json.loads((result.folder / "metrics.json").read_text())
+    assert len(metrics["test"]["per_class_auc"]) == 11
+    assert metrics["test_ci"]["resamples"] >= 1000
+    torch.load(result.folder / "best.pt", weights_only=True)  # loads safely
+    assert len(result.history) == 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(monkeypatch):
+    config = load_config("smoke", **TINY)
+    first = train_run(config, "cxr11", progress=False, max_steps=2)
+    good = load_checkpoint(first.folder / "last.pt")
+    real_loss = __import__("cxrlib.training", fromlist=["_loss"])._loss
+    monkeypatch.setattr("cxrlib.training._loss", lambda *a: real_loss(*a) * float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"last good checkpoint is .*last\.pt"):
+        train_run(config, "cxr11", progress=False)
+    kept = load_checkpoint(first.folder / "last.pt")
+    assert kept["progress"]["step"] == good["progress"]["step"] == 2
+    assert all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
+
+
+@pytest.mark.slow
+def test_smoke_training_improves_validation_auc():
+    """The smoke profile's own recipe (micro CTransCNN, phantom CXR14) clearly learns."""
+    config = load_config("smoke")
+    result = train_run(config, "cxr14", progress=False)
+    assert result.history["val_mean_auc"].max() > _untrained_val_auc(config) + 8
+
+
+def _untrained_val_auc(config):
+    from cxrlib.data.prepare import prepare_dataset
+    from cxrlib.metrics import evaluate
+    from cxrlib.training import Runtime, predict
+
+    data = prepare_dataset(config, "cxr14", progress=False)
+    torch.manual_seed(config.train.seed)
+    model = create_model(config.model.model, 14, size="micro")
+    scores = predict(model, data.cache.images, data.cache_rows("val"), Runtime(torch.device("cpu")))
+    return evaluate(data.labels("val"), scores)["mean_auc"]
