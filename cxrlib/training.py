@@ -280,7 +280,12 @@ def train_run(
         return existing
 
     runtime = setup_runtime(config)
+    distributed = runtime.world_size > 1
+    if distributed and not runtime.is_main:
+        dist.barrier()  # rank 0 generates/caches the data first; the others then reuse it
     data = prepared or prepare_dataset(config, dataset, progress=progress and runtime.is_main)
+    if distributed and runtime.is_main:
+        dist.barrier()
     train_cfg = config.train
     torch.manual_seed(train_cfg.seed)
     model = create_model(
@@ -482,9 +487,11 @@ def train_run(
         if runtime.world_size > 1:
             dist.barrier()
         _tensorboard_log(folder, row, runtime)
-    if stop_reason is not None or not runtime.is_main:
-        return read_run(folder)
-    return _finish(folder, config, data, runtime, channels_last)
+    if stop_reason is None and runtime.is_main:
+        _finish(folder, config, data, runtime, channels_last)
+    if distributed:
+        dist.barrier()  # every rank returns once the run's files are complete
+    return read_run(folder)
 
 
 def _model_overrides(config: Config) -> dict:
