@@ -149,6 +149,18 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a finished run folder (runs/<profile>/<dataset>/...)")
+    parser.add_argument("images", nargs="+", help="image files (PNG/JPEG, any size)")
+
+
+def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.training import predict_files
+
+    print(predict_files(Path(args.run), args.images).to_csv(index=False), end="")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "config": ("print the resolved, validated configuration as JSON", _cmd_config, None),
     "env": ("report Python, torch, GPU, package versions and data roots", _cmd_env, None),
@@ -166,6 +178,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "print the test metrics of a finished run",
         _cmd_evaluate,
         _add_evaluate_arguments,
+    ),
+    "predict": (
+        "probabilities of a finished run's best model for image files (CSV to stdout)",
+        _cmd_predict,
+        _add_predict_arguments,
     ),
     "prepare": (
         "locate the data, map the split files, check labels, build the image cache",

@@ -560,3 +560,31 @@ def _finish(
     }
     atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
     return read_run(folder)
+
+
+def predict_files(folder: Path, paths: list[str]) -> pd.DataFrame:
+    """Probabilities of a finished run's best model for image files (any format the cache
+    reads), preprocessed exactly as in training (grey, bicubic resize, ImageNet norm)."""
+    from cxrlib.config import load_config
+    from cxrlib.data.cache import load_image
+
+    folder = Path(folder)
+    if not (folder / "best.pt").is_file():
+        raise FileNotFoundError(f"{folder} has no best.pt: train the run first")
+    saved = json.loads((folder / "config.json").read_text())
+    config = load_config(saved.pop("profile"), **saved)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    model = create_model(
+        config.model.model,
+        len(metrics["classes"]),
+        size=config.model.model_size,
+        image_size=config.data.image_size,
+        **_model_overrides(config),
+    )
+    model.load_state_dict(load_checkpoint(folder / "best.pt")["model"])
+    size = config.data.image_size
+    images = np.stack([load_image(path, size) for path in paths])  # (N, S, S) uint8
+    scores = predict(model, images, np.arange(len(paths)), Runtime(torch.device("cpu")))
+    table = pd.DataFrame(scores, columns=metrics["classes"])
+    table.insert(0, "image", [str(p) for p in paths])
+    return table

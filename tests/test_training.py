@@ -141,3 +141,22 @@ def _untrained_val_auc(config):
     model = create_model(config.model.model, 14, size="micro")
     scores = predict(model, data.cache.images, data.cache_rows("val"), Runtime(torch.device("cpu")))
     return evaluate(data.labels("val"), scores)["mean_auc"]
+
+
+def test_predict_files_matches_the_runs_test_predictions(capsys):
+    import pandas as pd
+
+    from cxrlib.cli import main
+    from cxrlib.data.prepare import prepare_dataset
+
+    config = load_config("smoke", **TINY)
+    result = train_run(config, "cxr11", progress=False)
+    test = prepare_dataset(config, "cxr11", progress=False).part("test").iloc[:3]
+    assert main(["predict", str(result.folder), *test["path"]]) == 0
+    from io import StringIO
+
+    ours = pd.read_csv(StringIO(capsys.readouterr().out))
+    saved = pd.read_csv(result.folder / "test_predictions.csv").set_index("image_id")
+    expected = saved.loc[test["image_id"], [f"prob_{c}" for c in result.metrics["classes"]]]
+    assert list(ours.columns[1:]) == result.metrics["classes"]
+    assert abs(ours.iloc[:, 1:].to_numpy() - expected.to_numpy()).max() < 1e-5
