@@ -12,7 +12,8 @@ A run lives in ``runs/<profile>/<dataset>/<split>/<model>/seed<k>/``:
 * ``config.json`` -- the resolved configuration (a resume with different settings is refused);
 * ``last.pt`` / ``best.pt`` -- checkpoints, written atomically after every epoch and every
   ``checkpoint_minutes`` (``last.pt`` also mid-epoch), loadable with ``weights_only=True``;
-* ``epochs.csv`` -- per-epoch loss, learning rate, validation metrics, throughput;
+* ``epochs.csv`` and ``train.log`` -- per-epoch loss, learning rate, validation metrics,
+  throughput (CSV; and a readable log with pauses and the final result);
 * ``metrics.json`` and ``test_predictions.csv`` -- written last; their presence means
   "finished", and a finished run is not redone unless ``restart=True``.
 
@@ -28,9 +29,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +56,16 @@ from cxrlib.paths import ResultsLayout
 DATASET_BETA1 = {"cxr14": 0.5, "cxr11": 0.9}
 #: Parameters named like this get no weight decay (besides every 1-D tensor).
 NO_DECAY_NAMES = ("cls_token", "label_embed")
+#: What a run folder holds (``restart=True`` removes exactly these).
+RUN_FILES = (
+    "last.pt",
+    "best.pt",
+    "metrics.json",
+    "test_predictions.csv",
+    "epochs.csv",
+    "config.json",
+    "train.log",
+)
 #: Configuration fields that may differ when a run is resumed (they do not change results).
 RESUME_TOLERANT = {"num_workers", "checkpoint_minutes", "cxr14_root", "cxr11_root"}
 
@@ -264,15 +277,9 @@ def train_run(
     """
     folder = run_dir(config, dataset)
     if restart and folder.exists():
-        for name in (
-            "last.pt",
-            "best.pt",
-            "metrics.json",
-            "test_predictions.csv",
-            "epochs.csv",
-            "config.json",
-        ):
+        for name in RUN_FILES:
             (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder / "tensorboard", ignore_errors=True)
     if (folder / "config.json").is_file():
         _check_same_settings(folder, config)
     existing = read_run(folder)
@@ -307,7 +314,7 @@ def train_run(
         betas=(beta1, train_cfg.beta2),
         eps=train_cfg.adam_eps,
     )
-    scaler = torch.amp.GradScaler(enabled=runtime.amp_dtype == torch.float16)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
     train_loader = make_loader(
         CachedImageDataset(
             data.cache.images,
@@ -324,7 +331,14 @@ def train_run(
         world_size=runtime.world_size,
     )
     steps_per_epoch = math.ceil(len(train_loader) / train_cfg.grad_accum)
-    total_steps = steps_per_epoch * train_cfg.epochs
+    schedule = partial(
+        learning_rate,
+        total_steps=steps_per_epoch * train_cfg.epochs,
+        base_lr=train_cfg.lr,
+        warmup_steps=train_cfg.warmup_iters,
+        warmup_ratio=train_cfg.warmup_ratio,
+        min_lr_ratio=train_cfg.min_lr_ratio,
+    )
 
     state = {
         "epoch": 0,
@@ -395,23 +409,9 @@ def train_run(
             leave=False,
         )
         epoch_start, seen_before = time.monotonic(), state["seen"]
-        lr = learning_rate(
-            state["step"],
-            total_steps,
-            train_cfg.lr,
-            train_cfg.warmup_iters,
-            train_cfg.warmup_ratio,
-            train_cfg.min_lr_ratio,
-        )
+        lr = schedule(state["step"])
         for x, y in train_loader:
-            lr = learning_rate(
-                state["step"],
-                total_steps,
-                train_cfg.lr,
-                train_cfg.warmup_iters,
-                train_cfg.warmup_ratio,
-                train_cfg.min_lr_ratio,
-            )
+            lr = schedule(state["step"])
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = to_model_input(x, runtime.device, channels_last)
@@ -420,6 +420,7 @@ def train_run(
                 output = trainable(x)
             loss = _loss(output, y, train_cfg.loss_heads)
             if not torch.isfinite(loss):
+                _log(folder, f"stopped: loss {loss.item()} at epoch {epoch + 1}")
                 raise NonFiniteLossError(
                     f"loss is {loss.item()} at epoch {epoch + 1}, batch {state['batch'] + 1}; "
                     f"stopped before the update. The last good checkpoint is "
@@ -481,12 +482,19 @@ def train_run(
                 )
             save_checkpoint(folder / "last.pt", checkpoint_state())
             _write_history(folder, state["history"])
+            _log(
+                folder,
+                "epoch {epoch}: loss {train_loss:.4f}, lr {lr:.2e}, val mean AUC "
+                "{val_mean_auc:.2f}, {images_per_s:.1f} img/s".format(**row),
+            )
             last_save = time.monotonic()
         else:
             state["epoch"], state["batch"] = epoch + 1, 0
         if runtime.world_size > 1:
             dist.barrier()
         _tensorboard_log(folder, row, runtime)
+    if stop_reason is not None and runtime.is_main:
+        _log(folder, f"paused at step {state['step']} ({stop_reason}); run again to resume")
     if stop_reason is None and runtime.is_main:
         _finish(folder, config, data, runtime, channels_last)
     if distributed:
@@ -499,6 +507,13 @@ def _model_overrides(config: Config) -> dict:
     from cxrlib.models import get_spec
 
     return {"drop_path": config.model.drop_path} if get_spec(config.model.model).arch else {}
+
+
+def _log(folder: Path, message: str) -> None:
+    """Append a timestamped line to the run's ``train.log`` (human-readable history)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "train.log", "a", encoding="utf-8") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
 
 def _write_history(folder: Path, history: list[dict]) -> None:
@@ -559,6 +574,12 @@ def _finish(
         "test_ci": bootstrap_auc_ci(labels, scores, resamples=1000, seed=config.train.seed),
     }
     atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2))
+    _log(
+        folder,
+        f"finished: best epoch {best['epoch']}, test mean AUC "
+        f"{metrics['test']['mean_auc']:.2f} [{metrics['test_ci']['mean_low']:.2f}, "
+        f"{metrics['test_ci']['mean_high']:.2f}]",
+    )
     return read_run(folder)
 
 
@@ -588,3 +609,8 @@ def predict_files(folder: Path, paths: list[str]) -> pd.DataFrame:
     table = pd.DataFrame(scores, columns=metrics["classes"])
     table.insert(0, "image", [str(p) for p in paths])
     return table
+
+
+def train_models(config: Config, dataset: str, names: list[str], **kwargs) -> dict[str, RunResult]:
+    """:func:`train_run` for each registered model in ``names`` (finished runs are read back)."""
+    return {name: train_run(config.override(model=name), dataset, **kwargs) for name in names}

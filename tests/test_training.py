@@ -160,3 +160,20 @@ def test_predict_files_matches_the_runs_test_predictions(capsys):
     expected = saved.loc[test["image_id"], [f"prob_{c}" for c in result.metrics["classes"]]]
     assert list(ours.columns[1:]) == result.metrics["classes"]
     assert abs(ours.iloc[:, 1:].to_numpy() - expected.to_numpy()).max() < 1e-5
+
+
+def test_gradient_accumulation_steps_once_per_group_of_batches():
+    config = load_config("smoke", grad_accum=2, **TINY)  # 72 training images, 5 batches
+    result = train_run(config, "cxr11", progress=False)
+    progress = load_checkpoint(result.folder / "last.pt")["progress"]
+    assert progress["step"] == 2 * 3  # ceil(5 / 2) optimiser steps per epoch, 2 epochs
+    assert result.finished
+
+
+def test_bf16_autocast_path_trains_on_cpu():
+    """The mixed-precision code path (bf16 autocast; on GPUs the default) runs and stays finite."""
+    config = load_config("smoke", precision="bf16", **TINY)
+    result = train_run(config, "cxr11", progress=False, max_steps=2)
+    state = load_checkpoint(result.folder / "last.pt")
+    assert state["progress"]["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
