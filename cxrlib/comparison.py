@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from cxrlib.published import per_class_auc, published_mean_auc
+from cxrlib.metrics import paired_bootstrap
+from cxrlib.published import ablation_auc_cxr11, per_class_auc, published_mean_auc
 from cxrlib.training import RunResult
 
 
@@ -30,6 +31,9 @@ def auc_comparison(runs: dict[str, RunResult], dataset: str) -> pd.DataFrame:
     """Per-class and mean test AUC (%) of each run, CI, published value and difference."""
     runs = _finished(runs)
     published = per_class_auc(dataset)
+    if dataset == "cxr11":  # CheXNet's Table 3 variants have per-class values on CXR11 too
+        ablation = ablation_auc_cxr11()
+        published = published.join(ablation[ablation.columns.difference(published.columns)])
     first = next(iter(runs.values())).metrics
     table = pd.DataFrame({"class": [*first["classes"], "Mean"]})
     for name, run in runs.items():
@@ -104,5 +108,135 @@ def plot_training_curves(runs: dict[str, RunResult], title: str) -> plt.Figure:
     right.set(xlabel="epoch", ylabel="validation mean AUC (%)")
     right.legend(fontsize=8)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _test_scores(run: RunResult) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(image ids, labels N×K, probabilities N×K) of a run's test predictions."""
+    predictions = pd.read_csv(run.folder / "test_predictions.csv")
+    classes = run.metrics["classes"]
+    return (
+        predictions["image_id"].tolist(),
+        predictions[[f"label_{c}" for c in classes]].to_numpy(),
+        predictions[[f"prob_{c}" for c in classes]].to_numpy(),
+    )
+
+
+def paired_comparison(run_a: RunResult, run_b: RunResult, resamples: int = 1000) -> dict:
+    """Paired bootstrap of mean test AUC, ``a`` − ``b``, on the same test images."""
+    ids_a, labels, scores_a = _test_scores(run_a)
+    ids_b, _, scores_b = _test_scores(run_b)
+    if ids_a != ids_b:
+        raise ValueError(f"{run_a.folder} and {run_b.folder} were tested on different images")
+    return paired_bootstrap(labels, scores_a, scores_b, resamples=resamples)
+
+
+def variant_table(runs: dict[str, RunResult], reference: str, dataset: str) -> pd.DataFrame:
+    """Each variant's mean test AUC with CI, its difference to ``reference`` with the paired
+    bootstrap CI and p-value, and the published mean AUC where a paper gives one."""
+    runs = _finished(runs)
+    rows = []
+    for name, run in runs.items():
+        test, ci = run.metrics["test"], run.metrics["test_ci"]
+        row = {
+            "model": name,
+            "mean AUC": round(test["mean_auc"], 2),
+            "95% CI": _ci(ci["mean_low"], ci["mean_high"]),
+            "published": published_mean_auc(name, dataset),
+        }
+        if name == reference:
+            row |= {f"Δ vs {reference}": 0.0, "Δ 95% CI": "-", "p (paired bootstrap)": None}
+        else:
+            paired = paired_comparison(run, runs[reference])
+            row |= {
+                f"Δ vs {reference}": round(paired["difference"], 2),
+                "Δ 95% CI": _ci(paired["ci_low"], paired["ci_high"]),
+                "p (paired bootstrap)": round(paired["p_value"], 4),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_mean_auc(runs: dict[str, RunResult], title: str) -> plt.Figure:
+    """Mean test AUC per model with its bootstrap 95% CI as error bars."""
+    runs = _finished(runs)
+    names = list(runs)
+    means = np.array([runs[n].metrics["test"]["mean_auc"] for n in names])
+    low = np.array([runs[n].metrics["test_ci"]["mean_low"] for n in names])
+    high = np.array([runs[n].metrics["test_ci"]["mean_high"] for n in names])
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names)), 4))
+    ax.bar(range(len(names)), means, color="tab:blue", alpha=0.7)
+    ax.errorbar(
+        range(len(names)),
+        means,
+        yerr=[means - low, high - means],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+    )
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_ylabel("mean test AUC (%) with 95% CI")
+    ax.set_ylim(max(0, low.min() - 5), min(100, high.max() + 5))
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def mean_auc_table(runs_by_dataset: dict[str, dict[str, RunResult]]) -> pd.DataFrame:
+    """CTransCNN's comparison layout: one row per model, per dataset our mean test AUC with CI,
+    the published value and the difference."""
+    models = list(dict.fromkeys(m for runs in runs_by_dataset.values() for m in runs))
+    rows = []
+    for model in models:
+        row = {"model": model}
+        for dataset, runs in runs_by_dataset.items():
+            run = runs.get(model)
+            paper = published_mean_auc(model, dataset)
+            ours = run.metrics["test"]["mean_auc"] if run and run.finished else np.nan
+            ci = run.metrics["test_ci"] if run and run.finished else None
+            row |= {
+                f"{dataset} ours": round(ours, 2),
+                f"{dataset} 95% CI": _ci(ci["mean_low"], ci["mean_high"]) if ci else "n/a",
+                f"{dataset} published": paper,
+                f"{dataset} Δ": round(ours - paper, 2) if paper is not None else np.nan,
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_macro_roc(runs: dict[str, RunResult], title: str) -> plt.Figure:
+    """Macro-average ROC curve of each model (per-class curves interpolated, then averaged)."""
+    grid = np.linspace(0, 1, 201)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    for name, run in _finished(runs).items():
+        _, labels, scores = _test_scores(run)
+        curves = []
+        for k in range(labels.shape[1]):
+            if 0 < labels[:, k].sum() < len(labels):
+                fpr, tpr, _ = roc_curve(labels[:, k], scores[:, k])
+                curves.append(np.interp(grid, fpr, tpr))
+        mean_auc = run.metrics["test"]["mean_auc"]
+        ax.plot(grid, np.mean(curves, axis=0), lw=1.2, label=f"{name} ({mean_auc:.1f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate (macro average)", title=title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_radar(runs: dict[str, RunResult], title: str) -> plt.Figure:
+    """Per-class test AUC of each model on a radar chart (undefined classes at 50)."""
+    runs = _finished(runs)
+    classes = next(iter(runs.values())).metrics["classes"]
+    angles = np.linspace(0, 2 * np.pi, len(classes), endpoint=False)
+    fig, ax = plt.subplots(figsize=(8, 8), subplot_kw={"projection": "polar"})
+    for name, run in runs.items():
+        values = np.nan_to_num(np.asarray(run.metrics["test"]["per_class_auc"], float), nan=50.0)
+        ax.plot(np.append(angles, angles[0]), np.append(values, values[0]), lw=1, label=name)
+    ax.set_xticks(angles, classes, fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_title(title, pad=20)
+    ax.legend(fontsize=7, loc="upper right", bbox_to_anchor=(1.35, 1.1))
     fig.tight_layout()
     return fig

@@ -36,3 +36,38 @@ def isolated_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("CXR14_ROOT", raising=False)
     monkeypatch.delenv("CXR11_ROOT", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def smoke_cxr14_run(tmp_path_factory):
+    """The smoke profile's own training run (micro CTransCNN, phantom CXR14), trained once per
+    session in its own folders. Returns the folders; use ``use_folders`` to point at them."""
+    import warnings
+
+    from cxrlib.config import load_config
+    from cxrlib.training import train_run
+
+    root = tmp_path_factory.mktemp("smoke_cxr14")
+    folders = {
+        "CXRLIB_DATA_DIR": str(root / "open_data"),
+        "CXRLIB_RUNS_DIR": str(root / "runs"),
+        "CXRLIB_RESULTS_DIR": str(root / "results"),
+    }
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for key, value in folders.items():
+            patch.setenv(key, value)
+        config = load_config("smoke")
+        run = train_run(config, "cxr14", progress=False)
+    return {"config": config, "run": run, "folders": folders}
+
+
+@pytest.fixture
+def use_folders(monkeypatch):
+    """Point the data/runs/results roots at a fixture's folders for one test."""
+
+    def apply(folders: dict) -> None:
+        for key, value in folders.items():
+            monkeypatch.setenv(key, value)
+
+    return apply

@@ -105,3 +105,17 @@ def test_published_numbers_equal_the_papers_tables(shared_dir):
     assert published.published_mean_auc("chexnet_m3", "cxr11") == 81.78
     assert published.published_mean_auc("densenet121", "cxr11") is None
     assert isinstance(published.per_class_auc("cxr14"), pd.DataFrame)
+
+
+def test_vectorised_bootstrap_auc_equals_sklearn_per_resample():
+    from cxrlib.metrics import _bootstrap_indices, _resampled_auc
+
+    y, s = _data(n=60, k=3)
+    s = np.round(s, 1)  # ties, handled as scikit-learn does
+    y[:, 2] = 0
+    y[0, 2] = 1  # a rare class: some resamples have no positive
+    indices = _bootstrap_indices(60, 50, seed=3)
+    fast = _resampled_auc(y, s, indices)
+    for row, index in zip(fast, indices, strict=True):
+        slow = per_class_auc(y[index], s[index])
+        assert np.allclose(row, slow, equal_nan=True)

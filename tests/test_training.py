@@ -124,11 +124,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(monkeypatch):
 
 
 @pytest.mark.slow
-def test_smoke_training_improves_validation_auc():
+def test_smoke_training_improves_validation_auc(smoke_cxr14_run, use_folders):
     """The smoke profile's own recipe (micro CTransCNN, phantom CXR14) clearly learns."""
-    config = load_config("smoke")
-    result = train_run(config, "cxr14", progress=False)
-    assert result.history["val_mean_auc"].max() > _untrained_val_auc(config) + 8
+    use_folders(smoke_cxr14_run["folders"])
+    history = smoke_cxr14_run["run"].history
+    assert history["val_mean_auc"].max() > _untrained_val_auc(smoke_cxr14_run["config"]) + 8
 
 
 def _untrained_val_auc(config):

@@ -66,12 +66,13 @@ class _ConvBlockBase(nn.Module):
             nn.Sequential(_conv1x1(cin, cout, stride), _bn(cout)) if project else nn.Identity()
         )
         self.drop_path = DropPath(drop_path)
+        self.output = nn.Identity()  # a tap on the block's output (Grad-CAM hooks need one)
 
     def _finish(self, x: torch.Tensor, mid: torch.Tensor, extra=None) -> torch.Tensor:
         out = self.drop_path(self.expand_bn(self.expand(mid))) + self.shortcut(x)
         if extra is not None:
             out = out + extra
-        return F.relu(out)
+        return self.output(F.relu(out))
 
 
 class BottleneckBlock(_ConvBlockBase):

@@ -1,0 +1,80 @@
+"""Grad-CAM: map shapes, one target per image, the localisation measures, and proof that a
+trained model's CAMs land on the phantom's drawn lesions more often than chance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cxrlib.gradcam import (
+    box_mask,
+    energy_fraction,
+    gradcam_maps,
+    line_mask,
+    pointing_hit,
+    thresholded_iou,
+)
+from cxrlib.models import create_model
+
+
+@pytest.mark.parametrize(
+    ("name", "branch"),
+    [
+        ("ctranscnn_tiny", "cnn"),
+        ("ctranscnn_tiny", "tokens"),
+        ("chexnet_tiny", "tokens"),
+        ("resnet50", "cnn"),
+        ("vit_base_patch16_224", "tokens"),
+        ("densenet121", "cnn"),
+    ],
+)
+def test_map_shape_equals_input(name, branch):
+    torch.manual_seed(0)
+    model = create_model(name, 4, size="micro", image_size=64)
+    cams = gradcam_maps(model, torch.randn(3, 3, 64, 64), [0, 1, 2], branch)
+    assert cams.shape == (3, 64, 64)
+    assert np.isfinite(cams).all() and cams.min() >= 0
+
+
+def test_each_image_gets_its_own_target():
+    torch.manual_seed(0)
+    model = create_model("resnet50", 4, size="micro", image_size=64)
+    x = torch.randn(2, 3, 64, 64)
+    batch = gradcam_maps(model, x, [0, 3], "cnn")
+    alone = [gradcam_maps(model, x[i : i + 1], [k], "cnn")[0] for i, k in ((0, 0), (1, 3))]
+    assert np.allclose(batch[0], alone[0], atol=1e-5)
+    assert np.allclose(batch[1], alone[1], atol=1e-5)
+    swapped = gradcam_maps(model, x, [3, 0], "cnn")
+    assert not np.allclose(batch, swapped, atol=1e-3)
+    with pytest.raises(ValueError, match="one target class per image"):
+        gradcam_maps(model, x, [0], "cnn")
+
+
+def test_localisation_measures_on_hand_made_maps():
+    cam = np.zeros((8, 8))
+    cam[2:4, 2:4] = 1.0
+    inside = box_mask((4, 4, 4, 4), 8, (0.5, 0.5))  # a 16 px box at half scale: rows/cols 2-3
+    assert inside.sum() == 4 and pointing_hit(cam, inside)
+    assert thresholded_iou(cam, inside) == 1.0 and energy_fraction(cam, inside) == 1.0
+    elsewhere = box_mask((10, 10, 4, 4), 8, (0.5, 0.5))
+    assert not pointing_hit(cam, elsewhere) and energy_fraction(cam, elsewhere) == 0.0
+    line = line_mask([[0, 0], [14, 0]], 8, (0.5, 0.5), radius=0)
+    assert line[0, :7].all() and not line[2:].any()
+
+
+@pytest.mark.slow
+def test_trained_model_cams_hit_phantom_lesions_more_often_than_chance(
+    smoke_cxr14_run, use_folders
+):
+    from cxrlib.data.prepare import prepare_dataset
+    from cxrlib.gradcam import load_run_model, localisation_table, significance_over_chance
+
+    use_folders(smoke_cxr14_run["folders"])
+    model, _ = load_run_model(smoke_cxr14_run["run"].folder)
+    data = prepare_dataset(smoke_cxr14_run["config"], "cxr14", progress=False)
+    table = localisation_table(model, data, "cnn", max_per_class=20)
+    pooled_hits = (table["pointing hit rate"] * table["images"]).sum() / table["images"].sum()
+    pooled_chance = (table["chance"] * table["images"]).sum() / table["images"].sum()
+    assert pooled_hits > 1.5 * pooled_chance
+    assert significance_over_chance(table) < 1e-3
