@@ -23,6 +23,9 @@ Options:
   --only 01,03           run only the notebooks with these numbers (in order).
   --set NAME=VALUE       pass a parameter to every notebook (validated by cxrlib.config;
                          e.g. --set EPOCHS=5). Repeatable.
+  --yaml 'NAME: VALUE'   pass parameters as YAML, for lists: a run filter, e.g.
+                         --only 06 --yaml 'MODELS: [resnet50, chexnet_tiny]' trains and
+                         tabulates just those models. Repeatable.
   --cxr14-root DIR       NIH ChestX-ray14 Kaggle folder (holds Data_Entry_2017.csv and
                          images_0XX/images/). Same as the environment variable CXR14_ROOT.
   --cxr11-root DIR       RANZCR CLiP Kaggle folder (holds train.csv and train/).
@@ -60,6 +63,7 @@ while [[ $# -gt 0 ]]; do
     --only=*) ONLY="${1#*=}"; shift ;;
     --set) [[ $# -ge 2 && "$2" == *=* ]] || die "--set needs NAME=VALUE"
            PARAMS+=(-p "${2%%=*}" "${2#*=}"); shift 2 ;;
+    --yaml) [[ $# -ge 2 ]] || die "--yaml needs 'NAME: VALUE'"; PARAMS+=(-y "$2"); shift 2 ;;
     --cxr14-root) [[ $# -ge 2 ]] || die "--cxr14-root needs a folder"; export CXR14_ROOT="$2"; shift 2 ;;
     --cxr11-root) [[ $# -ge 2 ]] || die "--cxr11-root needs a folder"; export CXR11_ROOT="$2"; shift 2 ;;
     --results-dir) [[ $# -ge 2 ]] || die "--results-dir needs a folder"; export CXRLIB_RESULTS_DIR="$2"; shift 2 ;;

@@ -85,3 +85,40 @@ def test_failing_notebook_stops_the_run_and_names_the_executed_copy(tmp_path):
         "01_ok.ipynb",
         "03_after.ipynb",
     ]
+
+
+def test_parameters_reach_the_notebooks_and_are_validated(tmp_path):
+    """--set and --yaml arrive in the notebook; an unknown name fails the configuration step."""
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    shutil.copy(RUN_ALL, project / "run_all.sh")
+    code = (
+        "from cxrlib.config import config_and_extras\n"
+        "config, extras = config_and_extras(globals(), MODELS=list)\n"
+        "assert config.train.epochs == 5 and extras['MODELS'] == ['resnet50', 'densenet121']\n"
+    )
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('PROFILE = "smoke"\nMODELS = ["ctranscnn_tiny"]')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(code)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, project / "notebooks" / "01_params.ipynb")
+    out = str(tmp_path / "out")
+    ok = run(
+        project / "run_all.sh",
+        "--results-dir",
+        out,
+        "--set",
+        "EPOCHS=5",
+        "--yaml",
+        "MODELS: [resnet50, densenet121]",
+    )
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    bad = run(project / "run_all.sh", "--results-dir", out, "--set", "EPOCS=5")
+    assert bad.returncode != 0
+    executed = (tmp_path / "out" / "smoke" / "executed" / "01_params.ipynb").read_text()
+    assert "unknown parameter" in executed and "EPOCHS" in executed
