@@ -112,6 +112,13 @@ def _check_report(results, runs):
     for item in paper_items("paper"):
         assert item.item in report and all(f"`{f}`" in report for f in item.files)
     assert "| yes |" in report and "| no |" not in report  # every item was produced
-    metrics = json.loads((runs / "cxr14/paper/ctranscnn_tiny/seed0/metrics.json").read_text())
-    assert f"{metrics['test']['mean_auc']:.2f}" in report
+    finished = sorted(runs.glob("*/paper/*/seed0/metrics.json"))
+    assert len(finished) >= 40  # both datasets: variants, baselines and our two models
+    for path in finished:
+        mean_auc = json.loads(path.read_text())["test"]["mean_auc"]
+        model = path.parts[-3]
+        assert any(
+            f"| {model} " in line and f"{mean_auc:.2f}".rstrip("0").rstrip(".") in line
+            for line in report.splitlines()
+        ), f"no value for {path}"
     assert "78.47" in report  # the published CTransCNN CXR14 mean AUC beside ours
