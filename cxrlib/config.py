@@ -51,7 +51,6 @@ class DataConfig:
     cxr11_root: str | None = None
     split: SplitName = "paper"
     image_size: int = 224
-    cache_size: int = 256
     phantom_images: int = 600
     allow_missing_images: bool = False
 
@@ -134,7 +133,6 @@ PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "data_source": "phantom",
         "model_size": "micro",
         "image_size": 64,
-        "cache_size": 64,
         # 800 phantom images and 8 epochs at 2e-3: the least with which the micro hybrids
         # learn clearly (val mean AUC ~50 -> ~65 on phantom CXR14, ~40 s per run here)
         "phantom_images": 800,
@@ -217,7 +215,6 @@ def _check_ranges(cfg: Config) -> None:
     d, t = cfg.data, cfg.train
     positive = {
         "image_size": d.image_size,
-        "cache_size": d.cache_size,
         "phantom_images": d.phantom_images,
         "epochs": t.epochs,
         "batch_size": t.batch_size,
@@ -229,10 +226,6 @@ def _check_ranges(cfg: Config) -> None:
     if d.image_size < 64 or d.image_size % 32:
         raise ConfigError(
             f"parameter IMAGE_SIZE must be a multiple of 32 and at least 64; got {d.image_size}"
-        )
-    if d.cache_size < d.image_size:
-        raise ConfigError(
-            f"parameter CACHE_SIZE ({d.cache_size}) must be >= IMAGE_SIZE ({d.image_size})"
         )
     if t.lr <= 0 or t.weight_decay < 0 or t.num_workers < 0 or t.warmup_iters < 0:
         raise ConfigError("LR must be > 0; WEIGHT_DECAY, NUM_WORKERS, WARMUP_ITERS must be >= 0")

@@ -20,9 +20,6 @@ within a radius of the annotated line).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -30,11 +27,12 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
+from cxrlib.data.cache import original_size
 from cxrlib.data.loader import to_model_input
 from cxrlib.data.prepare import PreparedDataset
-from cxrlib.models import create_model
 from cxrlib.models.dual_branch import DualBranchNet
 from cxrlib.models.registry import TimmClassifier
+from cxrlib.training import load_run_model
 
 BRANCHES = ("cnn", "tokens")
 
@@ -97,19 +95,14 @@ def gradcam_maps(
         return cam(input_tensor=images, targets=targets)
 
 
-def load_run_model(folder: Path) -> tuple[nn.Module, dict]:
-    """The best checkpoint of a finished run, and its saved configuration."""
-    config = json.loads((Path(folder) / "config.json").read_text())
-    metrics = json.loads((Path(folder) / "metrics.json").read_text())
-    model = create_model(
-        config["model"],
-        len(metrics["classes"]),
-        size=config["model_size"],
-        image_size=config["image_size"],
-    )
-    state = torch.load(Path(folder) / "best.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
-    return model.eval(), config
+def cam_models(runs: dict, branches: dict[str, list[str]]) -> dict[str, tuple[nn.Module, str]]:
+    """``{"<model> (<branch>)": (model, branch)}`` for each finished run and requested branch."""
+    out = {}
+    for name, run in runs.items():
+        model = load_run_model(run.folder)[0]
+        for branch in branches[name]:
+            out[f"{name} ({branch})"] = (model, branch)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,11 +148,6 @@ def energy_fraction(cam: np.ndarray, mask: np.ndarray) -> float:
     return float(cam[mask].sum() / total) if total > 0 else 0.0
 
 
-def _original_size(path: str) -> tuple[int, int]:
-    with Image.open(path) as image:
-        return image.size
-
-
 def localisation_table(
     model: nn.Module,
     data: PreparedDataset,
@@ -198,7 +186,7 @@ def localisation_table(
             )
             cams = gradcam_maps(model, x, [k] * len(chunk), branch)
             for cam, (_, item) in zip(cams, chunk.iterrows(), strict=True):
-                width, height = _original_size(test.loc[item["image_id"], "path"])
+                width, height = original_size(test.loc[item["image_id"], "path"])
                 scale = (size / width, size / height)
                 if "points" in item:
                     mask = line_mask(item["points"], size, scale, radius)

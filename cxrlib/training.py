@@ -267,7 +267,6 @@ def train_run(
     max_steps: int | None = None,
     time_limit_minutes: float | None = None,
     progress: bool = True,
-    prepared: PreparedDataset | None = None,
 ) -> RunResult:
     """Train ``config.model.model`` on ``dataset``; resume or skip as the run folder says.
 
@@ -290,7 +289,7 @@ def train_run(
     distributed = runtime.world_size > 1
     if distributed and not runtime.is_main:
         dist.barrier()  # rank 0 generates/caches the data first; the others then reuse it
-    data = prepared or prepare_dataset(config, dataset, progress=progress and runtime.is_main)
+    data = prepare_dataset(config, dataset, progress=progress and runtime.is_main)
     if distributed and runtime.is_main:
         dist.barrier()
     train_cfg = config.train
@@ -583,30 +582,40 @@ def _finish(
     return read_run(folder)
 
 
-def predict_files(folder: Path, paths: list[str]) -> pd.DataFrame:
-    """Probabilities of a finished run's best model for image files (any format the cache
-    reads), preprocessed exactly as in training (grey, bicubic resize, ImageNet norm)."""
-    from cxrlib.config import load_config
-    from cxrlib.data.cache import load_image
+def load_run_model(folder: Path) -> tuple[nn.Module, Config, list[str]]:
+    """The best model of a finished run (eval mode, CPU), its configuration and its classes."""
+    from cxrlib.config import LEAVES, load_config
 
     folder = Path(folder)
-    if not (folder / "best.pt").is_file():
-        raise FileNotFoundError(f"{folder} has no best.pt: train the run first")
+    if not (folder / "best.pt").is_file() or not (folder / "metrics.json").is_file():
+        raise FileNotFoundError(f"{folder} holds no finished run: train it first")
     saved = json.loads((folder / "config.json").read_text())
-    config = load_config(saved.pop("profile"), **saved)
-    metrics = json.loads((folder / "metrics.json").read_text())
+    # names this version no longer has (e.g. the never-read CACHE_SIZE of earlier runs) are
+    # ignored: they cannot change how the saved weights are rebuilt
+    known = {k: v for k, v in saved.items() if k in LEAVES}
+    config = load_config(saved["profile"], **known)
+    classes = json.loads((folder / "metrics.json").read_text())["classes"]
     model = create_model(
         config.model.model,
-        len(metrics["classes"]),
+        len(classes),
         size=config.model.model_size,
         image_size=config.data.image_size,
         **_model_overrides(config),
     )
     model.load_state_dict(load_checkpoint(folder / "best.pt")["model"])
+    return model.eval(), config, classes
+
+
+def predict_files(folder: Path, paths: list[str]) -> pd.DataFrame:
+    """Probabilities of a finished run's best model for image files (any format the cache
+    reads), preprocessed exactly as in training (grey, bicubic resize, ImageNet norm)."""
+    from cxrlib.data.cache import load_image
+
+    model, config, classes = load_run_model(folder)
     size = config.data.image_size
     images = np.stack([load_image(path, size) for path in paths])  # (N, S, S) uint8
     scores = predict(model, images, np.arange(len(paths)), Runtime(torch.device("cpu")))
-    table = pd.DataFrame(scores, columns=metrics["classes"])
+    table = pd.DataFrame(scores, columns=classes)
     table.insert(0, "image", [str(p) for p in paths])
     return table
 

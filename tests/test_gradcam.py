@@ -68,10 +68,11 @@ def test_trained_model_cams_hit_phantom_lesions_more_often_than_chance(
     smoke_cxr14_run, use_folders
 ):
     from cxrlib.data.prepare import prepare_dataset
-    from cxrlib.gradcam import load_run_model, localisation_table, significance_over_chance
+    from cxrlib.gradcam import localisation_table, significance_over_chance
+    from cxrlib.training import load_run_model
 
     use_folders(smoke_cxr14_run["folders"])
-    model, _ = load_run_model(smoke_cxr14_run["run"].folder)
+    model = load_run_model(smoke_cxr14_run["run"].folder)[0]
     data = prepare_dataset(smoke_cxr14_run["config"], "cxr14", progress=False)
     table = localisation_table(model, data, "cnn", max_per_class=20)
     pooled_hits = (table["pointing hit rate"] * table["images"]).sum() / table["images"].sum()

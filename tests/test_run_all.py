@@ -48,9 +48,9 @@ def test_unknown_profile_and_option_are_refused():
     assert result.returncode != 0 and "unknown option '--frobnicate'" in result.stderr
 
 
-def _notebook(path: Path, code: str) -> None:
+def _notebook(path: Path, code: str, parameters: str = 'PROFILE = "smoke"') -> None:
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('PROFILE = "smoke"')
+    params = nbformat.v4.new_code_cell(parameters)
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(code)]
     nb.metadata["kernelspec"] = {
@@ -97,16 +97,11 @@ def test_parameters_reach_the_notebooks_and_are_validated(tmp_path):
         "config, extras = config_and_extras(globals(), MODELS=list)\n"
         "assert config.train.epochs == 5 and extras['MODELS'] == ['resnet50', 'densenet121']\n"
     )
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('PROFILE = "smoke"\nMODELS = ["ctranscnn_tiny"]')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(code)]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(nb, project / "notebooks" / "01_params.ipynb")
+    _notebook(
+        project / "notebooks" / "01_params.ipynb",
+        code,
+        parameters='PROFILE = "smoke"\nMODELS = ["ctranscnn_tiny"]',
+    )
     out = str(tmp_path / "out")
     ok = run(
         project / "run_all.sh",

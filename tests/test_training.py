@@ -177,3 +177,14 @@ def test_bf16_autocast_path_trains_on_cpu():
     state = load_checkpoint(result.folder / "last.pt")
     assert state["progress"]["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_runs_of_earlier_versions_still_load(monkeypatch):
+    """A config.json with a parameter this version dropped (CACHE_SIZE) still loads its model."""
+    from cxrlib.training import load_run_model
+
+    result = train_run(load_config("smoke", **TINY), "cxr11", progress=False)
+    saved = json.loads((result.folder / "config.json").read_text())
+    (result.folder / "config.json").write_text(json.dumps(saved | {"cache_size": 64}))
+    model, config, classes = load_run_model(result.folder)
+    assert config.train.epochs == 2 and len(classes) == 11 and not model.training

@@ -55,6 +55,12 @@ def to_gray8(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
+def original_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header only."""
+    with Image.open(path) as image:
+        return image.size
+
+
 def load_image(path: str | os.PathLike, size: int) -> np.ndarray:
     """Decode ``path`` to 8-bit grey and resize it (bicubic) to ``size × size``.
 

@@ -8,6 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Rectangle
 
+from cxrlib.data.cache import original_size
 from cxrlib.data.prepare import PreparedDataset
 from cxrlib.data.splits import PAPER_SPLIT_SIZES, SPLIT_NAMES, leakage_report
 
@@ -115,20 +116,13 @@ def plot_samples(data: PreparedDataset, count: int, title: str, seed: int = 0) -
     return fig
 
 
-def _original_size(path: str) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.size
-
-
 def _overlay_annotations(ax, data: PreparedDataset, row: pd.Series, size: int) -> None:
     """Draw NIH boxes or RANZCR line points, rescaled from the original to the cache size."""
     boxes, lines = data.images.boxes, data.images.lines
     if len(boxes):
         mine = boxes[boxes["image_id"] == row["image_id"]]
         if len(mine):
-            width, height = _original_size(row["path"])
+            width, height = original_size(row["path"])
             for _, box in mine.iterrows():
                 ax.add_patch(
                     Rectangle(
@@ -143,7 +137,7 @@ def _overlay_annotations(ax, data: PreparedDataset, row: pd.Series, size: int) -
     if len(lines):
         mine = lines[lines["image_id"] == row["image_id"]]
         if len(mine):
-            width, height = _original_size(row["path"])
+            width, height = original_size(row["path"])
             for _, line in mine.iterrows():
                 points = np.asarray(line.points, dtype=float).reshape(-1, 2)
                 ax.plot(points[:, 0] * size / width, points[:, 1] * size / height, lw=0.8)
