@@ -22,7 +22,7 @@ Options:
                          Default: paper when a data root is configured, otherwise smoke.
   --only 01,03           run only the notebooks with these numbers (in order).
   --set NAME=VALUE       pass a parameter to every notebook (validated by cxrlib.config;
-                         e.g. --set EPOCHS=5). Repeatable.
+                         e.g. --set EPOCHS=5; names are case-insensitive). Repeatable.
   --yaml 'NAME: VALUE'   pass parameters as YAML, for lists: a run filter, e.g.
                          --only 06 --yaml 'MODELS: [resnet50, chexnet_tiny]' trains and
                          tabulates just those models. Repeatable.
@@ -62,7 +62,10 @@ while [[ $# -gt 0 ]]; do
     --only) [[ $# -ge 2 ]] || die "--only needs a value"; ONLY="$2"; shift 2 ;;
     --only=*) ONLY="${1#*=}"; shift ;;
     --set) [[ $# -ge 2 && "$2" == *=* ]] || die "--set needs NAME=VALUE"
-           PARAMS+=(-p "${2%%=*}" "${2#*=}"); shift 2 ;;
+           name="${2%%=*}"
+           [[ "$name" =~ ^[A-Za-z][A-Za-z0-9_]*$ ]] || die "--set: '$name' is not a parameter name"
+           # notebook parameters are upper case; names are case-insensitive (epochs=3)
+           PARAMS+=(-p "${name^^}" "${2#*=}"); shift 2 ;;
     --yaml) [[ $# -ge 2 ]] || die "--yaml needs 'NAME: VALUE'"; PARAMS+=(-y "$2"); shift 2 ;;
     --cxr14-root) [[ $# -ge 2 ]] || die "--cxr14-root needs a folder"; export CXR14_ROOT="$2"; shift 2 ;;
     --cxr11-root) [[ $# -ge 2 ]] || die "--cxr11-root needs a folder"; export CXR11_ROOT="$2"; shift 2 ;;

@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cxrlib.config import PROFILES, Config, ConfigError, load_config, parse_override
+from cxrlib.config import PROFILES, Config, load_config, parse_override
+from cxrlib.errors import UserError
 
 Handler = Callable[[argparse.Namespace, Config], int]
 
@@ -103,7 +104,11 @@ def _cmd_prepare(args: argparse.Namespace, config: Config) -> int:
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=["cxr14", "cxr11"], required=True)
     parser.add_argument("--model", help="registered model (default: the profile's MODEL)")
-    parser.add_argument("--restart", action="store_true", help="discard an existing run")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the run's files and train it over (says so when the run had finished)",
+    )
     parser.add_argument("--max-steps", type=int, help="stop (resumably) after this many steps")
     parser.add_argument("--time-limit-minutes", type=float, help="stop (resumably) after this long")
 
@@ -128,24 +133,24 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a run folder (runs/<profile>/<dataset>/...)")
 
 
-def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
+def _cmd_metrics(args: argparse.Namespace, config: Config) -> int:
     import json
 
-    from cxrlib.training import read_run
+    from cxrlib.errors import RunNotFinishedError
+    from cxrlib.runs import read_run
 
     result = read_run(Path(args.run))
     if not result.finished:
-        print(
-            f"error: {args.run} has no metrics.json (not finished); train it first", file=sys.stderr
+        raise RunNotFinishedError(
+            f"{args.run} has no metrics.json (not finished): train it with python -m cxrlib "
+            f"train, or run again the command that started it to resume it"
         )
-        return 1
-    print(
-        json.dumps({k: result.metrics[k] for k in ("model", "dataset", "split", "test")}, indent=2)
-    )
+    keys = ("model", "dataset", "split", "test")
+    print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
     return 0
 
 
@@ -155,7 +160,7 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.training import predict_files
+    from cxrlib.predict import predict_files
 
     print(predict_files(Path(args.run), args.images).to_csv(index=False), end="")
     return 0
@@ -174,10 +179,10 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         _cmd_train,
         _add_train_arguments,
     ),
-    "evaluate": (
-        "print the test metrics of a finished run",
-        _cmd_evaluate,
-        _add_evaluate_arguments,
+    "metrics": (
+        "print the test metrics of a finished run (JSON)",
+        _cmd_metrics,
+        _add_metrics_arguments,
     ),
     "predict": (
         "probabilities of a finished run's best model for image files (CSV to stdout)",
@@ -208,14 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Expected errors (:class:`~cxrlib.errors.UserError`: bad data, a missing
+    or mismatched run, a NaN loss, ...) print one line naming the file and the fix, exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = config_from_args(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        return args.handler(args, config_from_args(args))
+    except UserError as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    return args.handler(args, config)
 
 
 if __name__ == "__main__":  # pragma: no cover

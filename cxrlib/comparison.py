@@ -1,7 +1,9 @@
-"""Our trained runs beside the published numbers: tables and figures of notebooks 03 and 04.
+"""Our trained runs beside the published numbers: tables and figures of notebooks 03 to 06.
 
-Every table reports our test AUC with its bootstrap 95% CI, the published value of the same
-model where one of the papers gives it (:mod:`cxrlib.published`), and the difference.
+Every table reports our test AUC with its bootstrap 95% CI. A published value of the same model
+(:mod:`cxrlib.published`) and the difference stand beside it only when the run is comparable --
+it ran the papers' recipe to the end on the real data with the papers' split
+(:meth:`cxrlib.runs.RunResult.not_comparable_because`); otherwise the table says why not.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from sklearn.metrics import roc_curve
 
 from cxrlib.metrics import paired_bootstrap
 from cxrlib.published import ablation_auc_cxr11, per_class_auc, published_mean_auc
-from cxrlib.training import RunResult
+from cxrlib.runs import RunResult
 
 
 def _finished(runs: dict[str, RunResult]) -> dict[str, RunResult]:
@@ -21,6 +23,19 @@ def _finished(runs: dict[str, RunResult]) -> dict[str, RunResult]:
     if missing:
         raise ValueError(f"runs not finished: {missing}; train them first")
     return runs
+
+
+def _comparable(run: RunResult | None) -> str:
+    """``"yes"``, or ``"no: <reasons>"``."""
+    if run is None:
+        return "no: not run"
+    reason = run.not_comparable_because()
+    return "yes" if reason is None else f"no: {reason}"
+
+
+def _published_if_comparable(run: RunResult | None, value):
+    """``value`` when ``run`` may stand beside a published number, else NaN."""
+    return value if run is not None and run.not_comparable_because() is None else np.nan
 
 
 def _ci(low: float, high: float) -> str:
@@ -46,10 +61,12 @@ def auc_comparison(runs: dict[str, RunResult], dataset: str) -> pd.DataFrame:
         else:
             paper = np.full(len(table), np.nan)
             paper[-1] = published_mean_auc(name, dataset) or np.nan
+        paper = _published_if_comparable(run, paper)
         table[name] = np.round(np.asarray(ours, dtype=float), 2)
         table[f"{name} 95% CI"] = [_ci(lo, hi) for lo, hi in zip(lows, highs, strict=True)]
         table[f"{name} published"] = paper
         table[f"{name} Δ"] = np.round(table[name] - paper, 2)
+        table[f"{name} comparable with the paper"] = _comparable(run)
     return table
 
 
@@ -75,14 +92,13 @@ def metrics_table(runs: dict[str, RunResult]) -> pd.DataFrame:
 
 def plot_roc_curves(run: RunResult, title: str) -> plt.Figure:
     """One ROC curve per class from the run's test predictions."""
-    predictions = pd.read_csv(run.folder / "test_predictions.csv")
-    classes = run.metrics["classes"]
+    predictions = run.predictions()
     fig, ax = plt.subplots(figsize=(7, 6))
-    for name, auc in zip(classes, run.metrics["test"]["per_class_auc"], strict=True):
-        truth = predictions[f"label_{name}"].to_numpy()
+    aucs = run.metrics["test"]["per_class_auc"]
+    for k, (name, auc) in enumerate(zip(predictions.classes, aucs, strict=True)):
         if np.isnan(auc):
             continue
-        fpr, tpr, _ = roc_curve(truth, predictions[f"prob_{name}"].to_numpy())
+        fpr, tpr, _ = roc_curve(predictions.labels[:, k], predictions.scores[:, k])
         ax.plot(fpr, tpr, lw=1, label=f"{name} ({auc:.1f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set(
@@ -112,24 +128,12 @@ def plot_training_curves(runs: dict[str, RunResult], title: str) -> plt.Figure:
     return fig
 
 
-def _test_scores(run: RunResult) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(image ids, labels N×K, probabilities N×K) of a run's test predictions."""
-    predictions = pd.read_csv(run.folder / "test_predictions.csv")
-    classes = run.metrics["classes"]
-    return (
-        predictions["image_id"].tolist(),
-        predictions[[f"label_{c}" for c in classes]].to_numpy(),
-        predictions[[f"prob_{c}" for c in classes]].to_numpy(),
-    )
-
-
 def paired_comparison(run_a: RunResult, run_b: RunResult, resamples: int = 1000) -> dict:
     """Paired bootstrap of mean test AUC, ``a`` − ``b``, on the same test images."""
-    ids_a, labels, scores_a = _test_scores(run_a)
-    ids_b, _, scores_b = _test_scores(run_b)
-    if ids_a != ids_b:
+    a, b = run_a.predictions(), run_b.predictions()
+    if a.image_ids != b.image_ids:
         raise ValueError(f"{run_a.folder} and {run_b.folder} were tested on different images")
-    return paired_bootstrap(labels, scores_a, scores_b, resamples=resamples)
+    return paired_bootstrap(a.labels, a.scores, b.scores, resamples=resamples)
 
 
 def variant_table(runs: dict[str, RunResult], reference: str, dataset: str) -> pd.DataFrame:
@@ -143,7 +147,8 @@ def variant_table(runs: dict[str, RunResult], reference: str, dataset: str) -> p
             "model": name,
             "mean AUC": round(test["mean_auc"], 2),
             "95% CI": _ci(ci["mean_low"], ci["mean_high"]),
-            "published": published_mean_auc(name, dataset),
+            "published": _published_if_comparable(run, published_mean_auc(name, dataset)),
+            "comparable with the paper": _comparable(run),
         }
         if name == reference:
             row |= {f"Δ vs {reference}": 0.0, "Δ 95% CI": "-", "p (paired bootstrap)": None}
@@ -192,7 +197,7 @@ def mean_auc_table(runs_by_dataset: dict[str, dict[str, RunResult]]) -> pd.DataF
         row = {"model": model}
         for dataset, runs in runs_by_dataset.items():
             run = runs.get(model)
-            paper = published_mean_auc(model, dataset)
+            paper = _published_if_comparable(run, published_mean_auc(model, dataset))
             ours = run.metrics["test"]["mean_auc"] if run and run.finished else np.nan
             ci = run.metrics["test_ci"] if run and run.finished else None
             row |= {
@@ -200,6 +205,7 @@ def mean_auc_table(runs_by_dataset: dict[str, dict[str, RunResult]]) -> pd.DataF
                 f"{dataset} 95% CI": _ci(ci["mean_low"], ci["mean_high"]) if ci else "n/a",
                 f"{dataset} published": paper,
                 f"{dataset} Δ": round(ours - paper, 2) if paper is not None else np.nan,
+                f"{dataset} comparable with the paper": _comparable(run),
             }
         rows.append(row)
     return pd.DataFrame(rows)
@@ -210,7 +216,8 @@ def plot_macro_roc(runs: dict[str, RunResult], title: str) -> plt.Figure:
     grid = np.linspace(0, 1, 201)
     fig, ax = plt.subplots(figsize=(7, 6))
     for name, run in _finished(runs).items():
-        _, labels, scores = _test_scores(run)
+        predictions = run.predictions()
+        labels, scores = predictions.labels, predictions.scores
         curves = []
         for k in range(labels.shape[1]):
             if 0 < labels[:, k].sum() < len(labels):

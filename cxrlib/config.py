@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
 import os
 import re
 import types
@@ -26,6 +27,9 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
+
+from cxrlib.errors import UserError
+from cxrlib.recipe import recipe_value as _r
 
 PROFILES = ("smoke", "paper")
 DataSource = Literal["phantom", "real"]
@@ -38,7 +42,7 @@ LossHeads = Literal["each", "fused", "each+fused"]
 ROOT_ENV_VARS = {"cxr14_root": "CXR14_ROOT", "cxr11_root": "CXR11_ROOT"}
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A profile, parameter name or value that is not allowed; the message says what is."""
 
 
@@ -46,48 +50,47 @@ class ConfigError(ValueError):
 class DataConfig:
     """Where the images come from and how they are split and cached."""
 
-    data_source: DataSource = "phantom"
-    cxr14_root: str | None = None
-    cxr11_root: str | None = None
-    split: SplitName = "paper"
-    image_size: int = 224
-    phantom_images: int = 600
-    allow_missing_images: bool = False
+    data_source: DataSource = "phantom"  # phantom (synthetic) or real (Kaggle download)
+    cxr14_root: str | None = None  # NIH folder with Data_Entry_2017.csv; or $CXR14_ROOT
+    cxr11_root: str | None = None  # RANZCR folder with train.csv; or $CXR11_ROOT
+    split: SplitName = "paper"  # the authors' split files, or our patient-disjoint split
+    split_seed: int = 0  # draws the patient-disjoint split; fixed so all seeds share one test set
+    image_size: int = _r("image_size")  # pixels per side (authors' Resize 224)
+    phantom_images: int = 600  # images per phantom dataset (smoke profile: 800)
+    allow_missing_images: bool = False  # train on the images present; every table says so
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Which registered model to build (see ``cxrlib.models``)."""
 
-    model: str = "ctranscnn_tiny"
-    model_size: ModelSize = "paper"
-    drop_path: float = 0.1
+    model: str = "ctranscnn_tiny"  # a name of cxrlib.models.list_models()
+    model_size: ModelSize = "paper"  # paper (Conformer-tiny) or micro (smoke-test width)
+    drop_path: float = _r("drop_path")  # stochastic depth, authors' drop_path_rate
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The optimisation recipe (models.md section 2.4, from the authors' released configs)."""
+    """The optimisation recipe (the authors' released configs, :mod:`cxrlib.recipe`)."""
 
-    epochs: int = 300
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    #: AdamW beta1; None = the authors' released config per dataset (CXR14 0.5, CXR11 0.9)
-    beta1: float | None = None
-    beta2: float = 0.999
-    adam_eps: float = 1e-8
-    #: where the loss goes: on each head (the CTransCNN recipe), on the fused logits, or both
-    loss_heads: LossHeads = "each"
-    warmup_iters: int = 6260
-    warmup_ratio: float = 1e-3
-    min_lr_ratio: float = 1e-2
-    num_workers: int = 2
-    precision: Precision = "auto"
-    channels_last: bool = True
-    compile: bool = False
-    grad_accum: int = 1
-    checkpoint_minutes: float = 10.0
-    seed: int = 0
+    epochs: int = _r("epochs")  # authors' max_epochs
+    batch_size: int = _r("batch_size")  # GLOBAL batch: split over GPUs and GRAD_ACCUM
+    lr: float = _r("lr")  # AdamW peak learning rate
+    weight_decay: float = _r("weight_decay")  # not on norms, biases, cls token, label embeds
+    beta1: float = _r("beta1")  # AdamW beta1, 0.5 on both datasets (authors' configs)
+    beta2: float = _r("beta2")  # AdamW beta2
+    adam_eps: float = _r("adam_eps")  # AdamW eps
+    loss_heads: LossHeads = "each"  # loss on each head (CTransCNN recipe), fused, or both
+    warmup_iters: int = _r("warmup_iters")  # linear warm-up length in optimiser steps
+    warmup_ratio: float = _r("warmup_ratio")  # warm-up starts at this fraction of the lr
+    min_lr_ratio: float = _r("min_lr_ratio")  # cosine ends at this fraction of the lr
+    num_workers: int = 2  # DataLoader worker processes (ours; 0 is fastest on 2 cores)
+    precision: Precision = "auto"  # auto: bf16 on GPUs that have it, fp16 on others, CPU fp32
+    channels_last: bool = True  # NHWC memory format on the GPU (ours; faster convolutions)
+    compile: bool = False  # torch.compile the model (ours)
+    grad_accum: int = 1  # micro-batches per optimiser step; the global batch stays BATCH_SIZE
+    checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often (sessions die)
+    seed: int = 0  # initialisation, order, flips, stochastic depth
 
 
 @dataclass(frozen=True)
@@ -211,28 +214,44 @@ def _check_value(name: str, tp: Any, value: Any) -> Any:
 
 
 def _check_ranges(cfg: Config) -> None:
-    """Cross-field and range checks that types alone cannot express."""
-    d, t = cfg.data, cfg.train
-    positive = {
-        "image_size": d.image_size,
-        "phantom_images": d.phantom_images,
-        "epochs": t.epochs,
-        "batch_size": t.batch_size,
-        "grad_accum": t.grad_accum,
-    }
-    for name, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"parameter {name.upper()} must be > 0; got {value}")
-    if d.image_size < 64 or d.image_size % 32:
+    """Cross-field and range checks that types alone cannot express (every numeric field)."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    rules: list[tuple[str, Any, bool, str]] = [
+        ("image_size", d.image_size, d.image_size >= 64 and d.image_size % 32 == 0,
+         "a multiple of 32 and at least 64"),
+        ("phantom_images", d.phantom_images, d.phantom_images >= 30, ">= 30"),
+        ("split_seed", d.split_seed, d.split_seed >= 0, ">= 0"),
+        ("drop_path", m.drop_path, 0 <= m.drop_path < 1, "in [0, 1)"),
+        ("epochs", t.epochs, t.epochs > 0, "> 0"),
+        ("batch_size", t.batch_size, t.batch_size > 0, "> 0"),
+        ("grad_accum", t.grad_accum, t.grad_accum > 0, "> 0"),
+        ("lr", t.lr, 0 < t.lr < 1, "in (0, 1)"),
+        ("weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
+        ("beta1", t.beta1, 0 <= t.beta1 < 1, "in [0, 1)"),
+        ("beta2", t.beta2, 0 <= t.beta2 < 1, "in [0, 1)"),
+        ("adam_eps", t.adam_eps, t.adam_eps > 0, "> 0"),
+        ("warmup_iters", t.warmup_iters, t.warmup_iters >= 0, ">= 0"),
+        ("warmup_ratio", t.warmup_ratio, 0 <= t.warmup_ratio <= 1, "in [0, 1]"),
+        ("min_lr_ratio", t.min_lr_ratio, 0 <= t.min_lr_ratio <= 1, "in [0, 1]"),
+        ("num_workers", t.num_workers, t.num_workers >= 0, ">= 0"),
+        ("checkpoint_minutes", t.checkpoint_minutes, t.checkpoint_minutes > 0, "> 0"),
+        ("seed", t.seed, t.seed >= 0, ">= 0"),
+    ]
+    for name, value, ok, allowed in rules:
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            raise ConfigError(f"parameter {name.upper()} must be {allowed}; got {value!r}")
+    if t.batch_size % t.grad_accum:
         raise ConfigError(
-            f"parameter IMAGE_SIZE must be a multiple of 32 and at least 64; got {d.image_size}"
+            f"BATCH_SIZE {t.batch_size} (the global batch) must be divisible by GRAD_ACCUM "
+            f"{t.grad_accum}; each optimiser step sums GRAD_ACCUM micro-batches"
         )
-    if t.lr <= 0 or t.weight_decay < 0 or t.num_workers < 0 or t.warmup_iters < 0:
-        raise ConfigError("LR must be > 0; WEIGHT_DECAY, NUM_WORKERS, WARMUP_ITERS must be >= 0")
-    if (t.beta1 is not None and not 0 <= t.beta1 < 1) or not 0 <= t.beta2 < 1:
-        raise ConfigError("BETA1 and BETA2 must be in [0, 1)")
-    if not 0 <= cfg.model.drop_path < 1:
-        raise ConfigError(f"parameter DROP_PATH must be in [0, 1); got {cfg.model.drop_path}")
+    from cxrlib.models.registry import list_models  # here: the registry imports torch
+
+    if m.model not in list_models():
+        raise ConfigError(
+            f"parameter MODEL must be a registered model; got {m.model!r}. Allowed: "
+            f"{', '.join(list_models())}"
+        )
 
 
 def load_config(profile: str = "smoke", /, **overrides: Any) -> Config:
@@ -248,12 +267,21 @@ def load_config(profile: str = "smoke", /, **overrides: Any) -> Config:
     for key, env in ROOT_ENV_VARS.items():
         if os.environ.get(env):
             values[key] = os.environ[env]
+    given = set()
     for raw_name, value in overrides.items():
         name = raw_name.lower()
         if name not in LEAVES:
             allowed = ", ".join(n.upper() for n in PARAMETER_NAMES)
             raise ConfigError(f"unknown parameter {raw_name!r}; allowed parameters: {allowed}")
+        if name in given:
+            raise ConfigError(f"parameter {name.upper()} is given twice")
+        given.add(name)
         values[name] = value
+    if "data_source" not in given and any(values.get(k) for k in ROOT_ENV_VARS):
+        # A data root was given: use it, in every profile. The smoke profile then runs its
+        # small models and few epochs on the real images (never phantom data without a word);
+        # DATA_SOURCE=phantom keeps the phantom even then.
+        values["data_source"] = "real"
     sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for name, value in values.items():
         section, f = LEAVES[name]
@@ -283,6 +311,12 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
     and returned in a dict (``{"MODELS": [...]}``); every other ALL-CAPS name is a config value.
     """
     params = {k: v for k, v in namespace.items() if _PARAM_NAME.match(k)}
+    # Names are case-insensitive: ``papermill -p epochs 3`` injects ``epochs = 3`` in a cell
+    # after the parameters cell, so a lower-case parameter overrides its upper-case default.
+    known = {n.upper() for n in PARAMETER_NAMES} | {n.upper() for n in extra_types}
+    for key, value in namespace.items():
+        if key.upper() in known and key != key.upper():
+            params[key.upper()] = value
     if "PROFILE" not in params:
         raise ConfigError("the notebook's parameters cell must set PROFILE (smoke or paper)")
     profile = params.pop("PROFILE")

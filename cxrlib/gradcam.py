@@ -32,7 +32,7 @@ from cxrlib.data.loader import to_model_input
 from cxrlib.data.prepare import PreparedDataset
 from cxrlib.models.dual_branch import DualBranchNet
 from cxrlib.models.registry import TimmClassifier
-from cxrlib.training import load_run_model
+from cxrlib.runs import load_run_model
 
 BRANCHES = ("cnn", "tokens")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxrlib.config import Config
-from cxrlib.io import atomic_write, atomic_write_text
+from cxrlib.fileio import atomic_write, atomic_write_text
 from cxrlib.paths import ResultsLayout
 
 PHANTOM_NOTE = "phantom data, not comparable with the paper"

@@ -10,7 +10,6 @@ would cost (an estimate from FLOPs, stated as such).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +17,12 @@ import pandas as pd
 
 from cxrlib.config import Config, load_config
 from cxrlib.data.labels import DATASETS
-from cxrlib.io import atomic_write_text
+from cxrlib.fileio import atomic_write_text
 from cxrlib.outputs import data_label
 from cxrlib.paths import ResultsLayout
+from cxrlib.published import mean_auc as published_mean_auc_table
 from cxrlib.published import published_mean_auc
+from cxrlib.runs import finished_runs, run_coordinates
 
 MAIN_MODELS = ("ctranscnn_tiny", "chexnet_tiny")
 PAPER_EPOCHS = load_config("paper").train.epochs
@@ -123,26 +124,47 @@ def paper_items(split: str) -> list[PaperItem]:
     ]
 
 
-def collect_runs(runs_root: Path) -> pd.DataFrame:
-    """Every finished run under ``runs_root``: dataset, split, model, seed, test mean AUC, CI."""
+def collect_runs(profile: str) -> pd.DataFrame:
+    """Every finished run of ``profile``: where it stands, its test mean AUC with CI, how it
+    was computed, and why it may not stand beside a published number (empty: it may)."""
     rows = []
-    for path in sorted(runs_root.glob("*/*/*/seed*/metrics.json")):
-        metrics = json.loads(path.read_text())
-        dataset, split, model, seed = path.parts[-5:-1]
+    for run in finished_runs(profile):
+        runtime = (run.settings or {}).get("runtime") or run.metrics.get("runtime") or {}
+        flat = (run.settings or {}).get("config", {})
         rows.append(
             {
-                "dataset": dataset,
-                "split": split,
-                "model": model,
-                "seed": seed,
-                "mean AUC": metrics["test"]["mean_auc"],
-                "CI low": metrics["test_ci"]["mean_low"],
-                "CI high": metrics["test_ci"]["mean_high"],
+                **run_coordinates(run),
+                "mean AUC": run.metrics["test"]["mean_auc"],
+                "CI low": run.metrics["test_ci"]["mean_low"],
+                "CI high": run.metrics["test_ci"]["mean_high"],
+                "epochs": flat.get("epochs"),
+                "GPUs/processes": runtime.get("world_size", "–"),
+                "per-device batch": runtime.get("per_device_batch", "–"),
+                "grad accum": runtime.get("grad_accum", "–"),
+                "global batch": runtime.get("global_batch", "–"),
+                "precision": runtime.get("precision", "–"),
+                "not comparable because": run.not_comparable_because() or "",
             }
         )
-    return pd.DataFrame(
-        rows, columns=["dataset", "split", "model", "seed", "mean AUC", "CI low", "CI high"]
-    )
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+RUN_COLUMNS = [
+    "dataset",
+    "split",
+    "model",
+    "seed",
+    "mean AUC",
+    "CI low",
+    "CI high",
+    "epochs",
+    "GPUs/processes",
+    "per-device batch",
+    "grad accum",
+    "global batch",
+    "precision",
+    "not comparable because",
+]
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -175,7 +197,7 @@ def build_report(config: Config, expected_models: list[str]) -> str:
     """The report's Markdown text."""
     layout = ResultsLayout(config.profile)
     split = config.data.split
-    runs = collect_runs(layout.runs)
+    runs = collect_runs(config.profile)
     lines = [
         f"# Replication report — profile `{config.profile}`",
         "",
@@ -194,21 +216,52 @@ def build_report(config: Config, expected_models: list[str]) -> str:
             f"| {item.paper} | {item.item}{note} | `{item.notebook}` | "
             f"{', '.join(f'`{f}`' for f in item.files)} | {'yes' if present else 'no'} |"
         )
-    lines += ["", "## Mean test AUC, ours beside the papers'", ""]
+    lines += [
+        "",
+        "## Mean test AUC, ours beside the papers'",
+        "",
+        "A run stands beside a published number only if it ran the papers' recipe to the end "
+        "on the real data with the papers' split; every other run is listed with the reason.",
+        "",
+    ]
     rows = []
     for _, run in runs[runs["split"] == split].iterrows():
-        paper = published_mean_auc(run["model"], run["dataset"])
+        reason = run["not comparable because"]
+        paper = None if reason else published_mean_auc(run["model"], run["dataset"])
         rows.append(
             {
                 "dataset": run["dataset"].upper(),
                 "model": run["model"],
+                "seed": run["seed"],
                 "ours": _fmt(run["mean AUC"]),
                 "95% CI": f"[{_fmt(run['CI low'])}, {_fmt(run['CI high'])}]",
                 "published": _fmt(paper),
                 "Δ": _fmt(run["mean AUC"] - paper) if paper is not None else "–",
+                "not comparable because": reason or "–",
             }
         )
     lines.append(_markdown(pd.DataFrame(rows)))
+    lines += ["", "## How each run was computed", ""]
+    lines.append(
+        _markdown(
+            runs[
+                [
+                    "dataset",
+                    "split",
+                    "model",
+                    "seed",
+                    "epochs",
+                    "GPUs/processes",
+                    "per-device batch",
+                    "grad accum",
+                    "global batch",
+                    "precision",
+                ]
+            ]
+        )
+    )
+    lines += ["", "## The papers' published mean AUC (for reference)", ""]
+    lines.append(_markdown(published_mean_auc_table().reset_index()))
     lines += ["", "## The papers' split beside the patient-disjoint split (main models)", ""]
     side = []
     for dataset in DATASETS:

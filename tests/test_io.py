@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cxrlib.io import atomic_write, atomic_write_text
+from cxrlib.fileio import atomic_write, atomic_write_text
 
 
 def test_atomic_write_replaces_on_success(tmp_path):

@@ -12,16 +12,15 @@ import torch
 
 from cxrlib.config import load_config
 from cxrlib.models import create_model
-from cxrlib.training import (
-    NonFiniteLossError,
-    RunConfigMismatchError,
-    learning_rate,
-    load_checkpoint,
-    parameter_groups,
-    train_run,
-)
+from cxrlib.errors import NonFiniteLossError, RunConfigMismatchError
+from cxrlib.runs import RunFolder
+from cxrlib.training import learning_rate, parameter_groups, train_run
 
 TINY = {"phantom_images": 120, "epochs": 2, "batch_size": 16}
+
+
+def load_checkpoint(path):
+    return RunFolder(path.parent).load_checkpoint()
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +69,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(isolated_outputs, monkeypat
     monkeypatch.setenv("CXRLIB_RUNS_DIR", str(isolated_outputs / "runs2"))
     stopped = train_run(config, "cxr11", progress=False, max_steps=3)  # killed mid-epoch 1
     assert not stopped.finished and (stopped.folder / "last.pt").is_file()
-    assert load_checkpoint(stopped.folder / "last.pt")["progress"]["batch"] == 3
+    assert load_checkpoint(stopped.folder / "last.pt")["state"]["batch"] == 3
     resumed = train_run(config, "cxr11", progress=False)
     assert resumed.finished
     assert resumed.metrics["test"] == straight.metrics["test"]
@@ -114,12 +113,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(monkeypatch):
     config = load_config("smoke", **TINY)
     first = train_run(config, "cxr11", progress=False, max_steps=2)
     good = load_checkpoint(first.folder / "last.pt")
-    real_loss = __import__("cxrlib.training", fromlist=["_loss"])._loss
-    monkeypatch.setattr("cxrlib.training._loss", lambda *a: real_loss(*a) * float("nan"))
+    from cxrlib.training import training_loss
+
+    monkeypatch.setattr(
+        "cxrlib.training.training_loss", lambda *a: training_loss(*a) * float("nan")
+    )
     with pytest.raises(NonFiniteLossError, match=r"last good checkpoint is .*last\.pt"):
         train_run(config, "cxr11", progress=False)
     kept = load_checkpoint(first.folder / "last.pt")
-    assert kept["progress"]["step"] == good["progress"]["step"] == 2
+    assert kept["state"]["step"] == good["state"]["step"] == 2
     assert all(torch.equal(kept["model"][k], good["model"][k]) for k in good["model"])
 
 
@@ -134,12 +136,12 @@ def test_smoke_training_improves_validation_auc(smoke_cxr14_run, use_folders):
 def _untrained_val_auc(config):
     from cxrlib.data.prepare import prepare_dataset
     from cxrlib.metrics import evaluate
-    from cxrlib.training import Runtime, predict
+    from cxrlib.runtime import cpu_runtime, predict
 
     data = prepare_dataset(config, "cxr14", progress=False)
     torch.manual_seed(config.train.seed)
     model = create_model(config.model.model, 14, size="micro")
-    scores = predict(model, data.cache.images, data.cache_rows("val"), Runtime(torch.device("cpu")))
+    scores = predict(model, data.cache.images, data.cache_rows("val"), cpu_runtime())
     return evaluate(data.labels("val"), scores)["mean_auc"]
 
 
@@ -163,11 +165,15 @@ def test_predict_files_matches_the_runs_test_predictions(capsys):
 
 
 def test_gradient_accumulation_steps_once_per_group_of_batches():
-    config = load_config("smoke", grad_accum=2, **TINY)  # 72 training images, 5 batches
+    # 72 training images; global batch 16 = 2 micro-batches of 8: 9 micro-batches per epoch
+    config = load_config("smoke", grad_accum=2, **TINY)
     result = train_run(config, "cxr11", progress=False)
-    progress = load_checkpoint(result.folder / "last.pt")["progress"]
-    assert progress["step"] == 2 * 3  # ceil(5 / 2) optimiser steps per epoch, 2 epochs
+    state = load_checkpoint(result.folder / "last.pt")["state"]
+    assert state["step"] == 2 * 5  # ceil(9 / 2) optimiser steps per epoch, 2 epochs
     assert result.finished
+    runtime = json.loads((result.folder / "config.json").read_text())["runtime"]
+    assert runtime["global_batch"] == 16 and runtime["micro_batch"] == 8
+    assert runtime["grad_accum"] == 2 and runtime["world_size"] == 1
 
 
 def test_bf16_autocast_path_trains_on_cpu():
@@ -175,16 +181,17 @@ def test_bf16_autocast_path_trains_on_cpu():
     config = load_config("smoke", precision="bf16", **TINY)
     result = train_run(config, "cxr11", progress=False, max_steps=2)
     state = load_checkpoint(result.folder / "last.pt")
-    assert state["progress"]["step"] == 2
+    assert state["state"]["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 def test_runs_of_earlier_versions_still_load(monkeypatch):
-    """A config.json with a parameter this version dropped (CACHE_SIZE) still loads its model."""
-    from cxrlib.training import load_run_model
+    """A version-1 config.json (flat, BETA1 None, a dropped CACHE_SIZE) still loads its model."""
+    from cxrlib.runs import load_run_model
 
     result = train_run(load_config("smoke", **TINY), "cxr11", progress=False)
     saved = json.loads((result.folder / "config.json").read_text())
-    (result.folder / "config.json").write_text(json.dumps(saved | {"cache_size": 64}))
+    flat = {"profile": "smoke", **saved["config"], "cache_size": 64, "beta1": None}
+    (result.folder / "config.json").write_text(json.dumps(flat))
     model, config, classes = load_run_model(result.folder)
     assert config.train.epochs == 2 and len(classes) == 11 and not model.training

@@ -28,14 +28,15 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from cxrlib.io import atomic_write_text
+from cxrlib.errors import UserError
+from cxrlib.fileio import atomic_write_text
 
 CACHE_VERSION = 1
 INTERPOLATION = "bicubic"
 CHUNK = 64
 
 
-class ImageReadError(OSError):
+class ImageReadError(UserError, OSError):
     """Images that could not be decoded; the message lists them and the fix."""
 
 

@@ -43,7 +43,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from cxrlib.data.labels import CLASSES, CXR11_CSV_COLUMNS, CXR14_CLASSES, check_dataset
 from cxrlib.data.splits import SPLIT_FILES, SPLIT_NAMES
-from cxrlib.io import atomic_write_text
+from cxrlib.fileio import atomic_write_text
 
 PHANTOM_VERSION = 1
 #: Lesion and device contrast relative to the full-strength drawing, and the image noise:

@@ -8,6 +8,7 @@ builds (or reuses) the image cache. Notebooks and ``python -m cxrlib prepare`` b
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +28,12 @@ from cxrlib.data.splits import (
     patient_split,
     read_paper_split,
 )
-from cxrlib.data.tables import LabelledImages, load_dataset
+from cxrlib.data.tables import DatasetLayoutError, LabelledImages, load_dataset
+from cxrlib.errors import UserError
 from cxrlib.paths import data_root
 
 
-class MissingImagesError(FileNotFoundError):
+class MissingImagesError(UserError, FileNotFoundError):
     """Images named by the split that are not on disk."""
 
 
@@ -65,6 +67,24 @@ class PreparedDataset:
     def cache_rows(self, name: str) -> np.ndarray:
         return self.part(name)["cache_row"].to_numpy()
 
+    def split_hash(self) -> str:
+        """A digest of which image is in which part with which labels (the data a run saw)."""
+        columns = ["image_id", "split", *self.classes]
+        text = self.table[columns].sort_values("image_id").to_csv(index=False)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def identity(self) -> dict:
+        """What a run records about its data, to refuse a resume on other data."""
+        return {
+            "dataset": self.dataset,
+            "source": self.source,
+            "split": self.split_name,
+            "image_size": self.cache.size,
+            "images": len(self.table),
+            "cache_key": self.cache.folder.name,
+            "split_hash": self.split_hash(),
+        }
+
 
 def _authors_label_vectors(dataset: str) -> np.ndarray | None:
     """The train label vectors of the authors' split files, if they can be had (else None)."""
@@ -94,9 +114,9 @@ def locate_dataset(config: Config, dataset: str) -> tuple[Path, Path]:
     explicit = config.data.cxr14_root if dataset == "cxr14" else config.data.cxr11_root
     root = find_data_root(dataset, explicit)
     if root is None:
-        raise FileNotFoundError(
+        raise DatasetLayoutError(
             f"no {dataset.upper()} data configured: pass --{dataset}-root DIR to ./run_all.sh "
-            f"(or set {dataset.upper()}_ROOT), or use the smoke profile for phantom data"
+            f"(or set {dataset.upper()}_ROOT), or set DATA_SOURCE=phantom for phantom data"
         )
     return root, fetch_split_files(dataset)
 
@@ -154,7 +174,9 @@ def prepare_dataset(
         table = table[~missing].reset_index(drop=True)
     sizes = table["paper_split"].value_counts()
     fractions = tuple(float(sizes.get(p, 0)) / len(table) for p in SPLIT_NAMES)
-    table["patient_split"] = patient_split(table["patient_id"], fractions, seed=config.train.seed)
+    table["patient_split"] = patient_split(
+        table["patient_id"], fractions, seed=config.data.split_seed
+    )
     table["split"] = table[f"{config.data.split}_split"]
     cache = build_cache(
         table["image_id"].tolist(),

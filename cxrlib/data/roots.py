@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cxrlib.data.tables import DatasetLayoutError
+
 KAGGLE_INPUT = Path("/kaggle/input")
 MARKERS = {"cxr14": "Data_Entry_2017.csv", "cxr11": "train.csv"}
 KAGGLE_CANDIDATES = {
@@ -39,12 +41,12 @@ def find_data_root(dataset: str, explicit: str | None = None) -> Path | None:
     if explicit:
         root = Path(explicit).expanduser()
         if not root.is_dir():
-            raise FileNotFoundError(
+            raise DatasetLayoutError(
                 f"{dataset.upper()} root {root} does not exist; pass the folder that holds "
                 f"{MARKERS[dataset]} (e.g. --{dataset}-root /path/to/data)"
             )
         if not _has_marker(root, dataset):
-            raise FileNotFoundError(
+            raise DatasetLayoutError(
                 f"{dataset.upper()} root {root} has no {MARKERS[dataset]}; pass the folder of "
                 f"the Kaggle download that holds it"
             )

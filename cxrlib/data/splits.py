@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.data.labels import CLASSES, check_dataset
-from cxrlib.io import atomic_write
+from cxrlib.errors import UserError
+from cxrlib.fileio import atomic_write
 from cxrlib.paths import data_root
 
 AUTHORS_COMMIT = "cd1ed1d8ea43c1510de5018de3fa90f149f76e56"
@@ -81,7 +82,7 @@ SPLIT_FILES: dict[str, SplitFiles] = {
 PAPER_SPLIT_SIZES = {"cxr14": (46563, 3624, 1572), "cxr11": (21059, 6016, 3008)}
 
 
-class SplitFileError(ValueError):
+class SplitFileError(UserError, ValueError):
     """A split file that is corrupt, tampered with or inconsistent with the dataset."""
 
 

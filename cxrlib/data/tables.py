@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.data.labels import CLASSES, CXR11_CSV_COLUMNS, NIH_BBOX_SPELLING, check_dataset
+from cxrlib.errors import UserError
 
 NIH_METADATA_NAMES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")
 NIH_REQUIRED_COLUMNS = ("Image Index", "Finding Labels", "Patient ID", "View Position")
 RANZCR_REQUIRED_COLUMNS = ("StudyInstanceUID", *CXR11_CSV_COLUMNS, "PatientID")
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(UserError, FileNotFoundError):
     """A dataset folder or file that does not have the expected Kaggle layout."""
 
 

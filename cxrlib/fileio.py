@@ -1,0 +1,89 @@
+"""Crash-safe file writing: write to a temporary file beside the target, then rename.
+
+A crash (or a killed Colab session) mid-write leaves the previous file intact and never a
+half-written one, because ``os.replace`` is atomic on POSIX and Windows. The temporary file is
+named ``.<target>.<random>.tmp``; :func:`remove_stale_temp_files` removes those that a killed
+process left behind. The finished file gets the permissions an ordinary ``open`` would give it
+(0666 less the umask), not the 0600 of ``tempfile.mkstemp``.
+
+(Named ``fileio`` rather than ``io`` so that it never shadows the standard library's module.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from cxrlib.errors import DiskSpaceError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    """The process umask (read without changing it for longer than one call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def disk_full_error(path: Path, err: OSError) -> DiskSpaceError:
+    """A :class:`DiskSpaceError` naming ``path`` and what to do."""
+    return DiskSpaceError(
+        f"no space left on the disk of {path} ({err.strerror}); free some space there, or "
+        f"move the output with --runs-dir / --data-dir (CXRLIB_RUNS_DIR / CXRLIB_DATA_DIR)"
+    )
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Iterator[IO]:
+    """Open a temporary file for writing; on success rename it to ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left untouched. A full disk
+    raises :class:`~cxrlib.errors.DiskSpaceError` naming the file.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent
+    )
+    try:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())
+        os.replace(tmp_name, target)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise disk_full_error(target, err) from err
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    with atomic_write(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed :func:`atomic_write` calls left in ``folder``.
+
+    Call it only while no other process writes there (e.g. holding the run folder's lock).
+    Returns the removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -1,0 +1,146 @@
+"""Where a run computes: device, process group, precision, batch per device, batched inference.
+
+``BATCH_SIZE`` is the *global* batch of one optimiser step, as in the papers (32): under
+``torchrun`` each of the ``world_size`` processes takes ``BATCH_SIZE / world_size`` images per
+step, in ``GRAD_ACCUM`` micro-batches of ``BATCH_SIZE / (world_size * GRAD_ACCUM)``. A batch
+that does not divide is an error, never a silently different recipe.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from cxrlib.config import Config, ConfigError
+from cxrlib.data.loader import CachedImageDataset, make_loader, to_model_input
+
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Runtime:
+    """The resolved execution settings of one process."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    precision: str = "fp32"  #: resolved: fp32, bf16 or fp16 (never "auto")
+    micro_batch: int = 32  #: images per forward pass on this device
+    grad_accum: int = 1
+    channels_last: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        return DTYPES[self.precision]
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.grad_accum * self.world_size
+
+    def autocast(self):
+        """Autocast to the run's precision (a no-op in fp32)."""
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def record(self) -> dict:
+        """What a run stores about how it was computed (shown in the report)."""
+        return {
+            "device": str(self.device.type),
+            "world_size": self.world_size,
+            "per_device_batch": self.micro_batch * self.grad_accum,
+            "micro_batch": self.micro_batch,
+            "grad_accum": self.grad_accum,
+            "global_batch": self.global_batch,
+            "precision": self.precision,
+        }
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True only where bf16 runs natively (NVIDIA compute capability 8.0+, i.e. Ampere on).
+
+    ``torch.cuda.is_bf16_supported()`` also says yes for the emulated bf16 of a T4 or V100,
+    which is slower than fp16 there.
+    """
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """``auto``: bf16 where native, fp16 (with a grad scaler) on other GPUs, fp32 on CPU."""
+    if requested != "auto":
+        return requested
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if native_bf16(device) else "fp16"
+
+
+def micro_batch_size(batch_size: int, world_size: int, grad_accum: int) -> int:
+    """Images per forward pass so that ``world_size × grad_accum`` of them make the global
+    batch; a :class:`ConfigError` when that does not divide."""
+    parts = world_size * grad_accum
+    if batch_size % parts:
+        raise ConfigError(
+            f"BATCH_SIZE {batch_size} is the global batch and must be divisible by the number "
+            f"of processes ({world_size}) × GRAD_ACCUM ({grad_accum}) = {parts}; choose a "
+            f"BATCH_SIZE or GRAD_ACCUM that divides"
+        )
+    return batch_size // parts
+
+
+def setup_runtime(config: Config) -> Runtime:
+    """Device (one GPU per process under torchrun), process group, precision, micro-batch."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    train = config.train
+    micro = micro_batch_size(train.batch_size, world_size, train.grad_accum)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Runtime(
+        device=device,
+        rank=rank,
+        world_size=world_size,
+        precision=resolve_precision(train.precision, device),
+        micro_batch=micro,
+        grad_accum=train.grad_accum,
+        channels_last=train.channels_last and device.type == "cuda",
+    )
+
+
+def cpu_runtime() -> Runtime:
+    """A single-process fp32 CPU runtime (prediction on files, tests)."""
+    return Runtime(torch.device("cpu"))
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, images: np.ndarray, rows: np.ndarray, runtime: Runtime, batch_size: int = 64
+) -> np.ndarray:
+    """Probabilities of the fused rule for ``images[rows]`` (N×K), in order."""
+    model.eval()
+    dataset = CachedImageDataset(images, rows, np.zeros((len(rows), 1), dtype=np.float32))
+    out = []
+    for x, _ in make_loader(dataset, batch_size, shuffle=False):
+        x = to_model_input(x, runtime.device, runtime.channels_last)
+        with runtime.autocast():
+            out.append(model(x).probabilities().float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
