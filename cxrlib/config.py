@@ -225,7 +225,7 @@ def _check_ranges(cfg: Config) -> None:
         ("epochs", t.epochs, t.epochs > 0, "> 0"),
         ("batch_size", t.batch_size, t.batch_size > 0, "> 0"),
         ("grad_accum", t.grad_accum, t.grad_accum > 0, "> 0"),
-        ("lr", t.lr, 0 < t.lr < 1, "in (0, 1)"),
+        ("lr", t.lr, t.lr > 0, "> 0"),
         ("weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
         ("beta1", t.beta1, 0 <= t.beta1 < 1, "in [0, 1)"),
         ("beta2", t.beta2, 0 <= t.beta2 < 1, "in [0, 1)"),

@@ -91,3 +91,56 @@ def test_truncated_image_is_reported_not_dropped(images, tmp_path):
         build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
     assert images[4] in str(info.value) and "Download them again" in str(info.value)
     assert not [p for p in (tmp_path / "c").iterdir() if not p.name.endswith(".partial")]
+
+
+def _decode_counter(monkeypatch):
+    decoded = []
+    real_load = cache_module.load_image
+    monkeypatch.setattr(
+        cache_module, "load_image", lambda p, s: decoded.append(p) or real_load(p, s)
+    )
+    return decoded
+
+
+def test_one_changed_file_decodes_only_it_and_replaces_the_old_cache(images, tmp_path, monkeypatch):
+    ids = [f"id{i}" for i in range(10)]
+    first = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
+    other_size = build_cache(ids, images, 48, tmp_path / "c", "t", workers=0)
+    Image.fromarray(np.zeros((50, 50), dtype=np.uint8)).save(images[0])  # downloaded again
+    decoded = _decode_counter(monkeypatch)
+    rebuilt = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
+    assert decoded == [images[0]]
+    assert not first.folder.exists() and other_size.folder.exists()  # only the superseded one
+    for row, path in enumerate(images):
+        assert np.array_equal(rebuilt.images[row], load_image(path, 32))
+
+
+@pytest.mark.parametrize("damage", ["missing meta", "garbled meta", "zeroed pixels"])
+def test_a_damaged_cache_is_detected_and_rebuilt(damage, images, tmp_path, monkeypatch):
+    ids = [f"id{i}" for i in range(10)]
+    first = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
+    expected = np.array(first.images)
+    del first.images
+    if damage == "missing meta":
+        (first.folder / "meta.json").unlink()
+    elif damage == "garbled meta":
+        (first.folder / "meta.json").write_text('{"count": 10, "si')
+    else:
+        pixels = first.folder / "images.u8"
+        pixels.write_bytes(bytes(pixels.stat().st_size))
+    decoded = _decode_counter(monkeypatch)
+    with pytest.warns(UserWarning, match="rebuilding the image cache"):
+        again = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
+    assert len(decoded) == 10 and np.array_equal(np.asarray(again.images), expected)
+
+
+def test_a_full_disk_gives_a_clear_message_and_no_cache(images, tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    from cxrlib.errors import DiskSpaceError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda p: usage(10**6, 10**6, 1000))
+    with pytest.raises(DiskSpaceError, match=r"needs 0\.0 MiB .* only 0\.0 MiB are free.*--data-dir"):
+        build_cache([f"id{i}" for i in range(10)], images, 32, tmp_path / "c", "t", workers=0)
+    assert not [p for p in (tmp_path / "c").iterdir() if not p.name.endswith(".partial")]

@@ -7,6 +7,7 @@ import pytest
 from cxrlib.config import (
     PROFILES,
     ConfigError,
+    config_and_extras,
     config_from_notebook,
     load_config,
     parse_override,
@@ -41,6 +42,17 @@ def test_unknown_parameter_names_the_allowed_ones():
         ("precision", "fp8", "must be one of"),
         ("image_size", 100, "multiple of 32"),
         ("epochs", 0, "must be > 0"),
+        ("warmup_ratio", 1.5, r"WARMUP_RATIO must be in \[0, 1\]"),
+        ("warmup_ratio", -0.1, r"WARMUP_RATIO must be in \[0, 1\]"),
+        ("min_lr_ratio", 2.0, r"MIN_LR_RATIO must be in \[0, 1\]"),
+        ("checkpoint_minutes", 0, "CHECKPOINT_MINUTES must be > 0"),
+        ("adam_eps", 0.0, "ADAM_EPS must be > 0"),
+        ("seed", -1, "SEED must be >= 0"),
+        ("split_seed", -1, "SPLIT_SEED must be >= 0"),
+        ("lr", float("nan"), "LR must be"),
+        ("beta1", 1.0, r"BETA1 must be in \[0, 1\)"),
+        ("model", "ctranscnn", "MODEL must be a registered model.*ctranscnn_tiny"),
+        ("grad_accum", 3, "divisible by GRAD_ACCUM"),
     ],
 )
 def test_bad_values_are_rejected(name, value, message):
@@ -115,3 +127,48 @@ def test_override_revalidates_and_extras_are_checked():
     assert extras == {"MODELS": ["a"]} and config.profile == "smoke"
     with pytest.raises(ConfigError, match="MODELS must be list"):
         config_and_extras({"PROFILE": "smoke", "MODELS": "a"}, MODELS=list)
+
+
+def test_the_recipe_is_the_authors_for_both_datasets():
+    """Every value of the authors' released configs, pinned with its line (commit 0448b22)."""
+    from cxrlib.recipe import RECIPE
+
+    expected = {
+        "drop_path": (0.1, 8, 8),
+        "image_size": (224, 34, 34),
+        "batch_size": (32, 58, 58),
+        "lr": (1e-3, 89, 93),
+        "weight_decay": (0.05, 90, 94),
+        "adam_eps": (1e-8, 91, 95),
+        "beta1": (0.5, 92, 96),
+        "beta2": (0.999, 92, 96),
+        "min_lr_ratio": (1e-2, 100, 105),
+        "warmup_ratio": (1e-3, 102, 107),
+        "warmup_iters": (6260, 103, 108),
+        "epochs": (300, 106, 111),
+    }
+    assert {k: (v.value, v.lines["cxr14"], v.lines["cxr11"]) for k, v in RECIPE.items()} == expected
+    assert RECIPE["beta1"].source("cxr11") == "configs/ChestX-ray11_CTransCNN.py:96"
+    flat = load_config("paper").flat()
+    assert {k: flat[k] for k in RECIPE} == {k: v[0] for k, v in expected.items()}
+
+
+def test_split_seed_is_separate_from_seed():
+    cfg = load_config("smoke", seed=3)
+    assert cfg.data.split_seed == 0 and cfg.train.seed == 3
+
+
+def test_a_data_root_is_used_by_the_smoke_profile_too(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXR14_ROOT", str(tmp_path))
+    assert load_config("smoke").data.data_source == "real"
+    assert load_config("smoke", data_source="phantom").data.data_source == "phantom"
+    monkeypatch.delenv("CXR14_ROOT")
+    assert load_config("smoke").data.data_source == "phantom"
+    assert load_config("smoke", cxr11_root=str(tmp_path)).data.data_source == "real"
+
+
+def test_lower_case_notebook_parameters_count():
+    """``papermill -p epochs 3`` injects a lower-case name after the parameters cell."""
+    namespace = {"PROFILE": "smoke", "EPOCHS": 8, "epochs": 3, "MODELS": ["a"], "models": ["b"]}
+    config, extras = config_and_extras(namespace, MODELS=list)
+    assert config.train.epochs == 3 and extras["MODELS"] == ["b"]

@@ -96,6 +96,7 @@ def test_parameters_reach_the_notebooks_and_are_validated(tmp_path):
         "from cxrlib.config import config_and_extras\n"
         "config, extras = config_and_extras(globals(), MODELS=list)\n"
         "assert config.train.epochs == 5 and extras['MODELS'] == ['resnet50', 'densenet121']\n"
+        "assert config.train.lr == 0.004\n"
     )
     _notebook(
         project / "notebooks" / "01_params.ipynb",
@@ -109,6 +110,8 @@ def test_parameters_reach_the_notebooks_and_are_validated(tmp_path):
         out,
         "--set",
         "EPOCHS=5",
+        "--set",
+        "lr=0.004",  # names are case-insensitive
         "--yaml",
         "MODELS: [resnet50, densenet121]",
     )

@@ -8,17 +8,23 @@ reference) to ``size × size`` and writes all images of a dataset into ``images.
 ``N × size × size`` uint8 array read through ``np.memmap``.
 
 The cache folder is named by a key over what made it (the files' names, sizes and mtimes,
-the size, the interpolation, the code version), so any change builds a new one. It is built
-in a ``.partial`` folder with a per-image done flag, which makes an interrupted build resume
-where it stopped; only a complete build is renamed to its final name.
+the size, the interpolation, the code version), so any change builds a new one -- decoding only
+the files that changed (the others are copied from the older cache, which is then removed). It
+is built in a ``.partial`` folder with a per-image done flag, which makes an interrupted build
+resume where it stopped; only a complete build is renamed to its final name. The disk space is
+checked and reserved first (a memory map that meets a full disk dies with SIGBUS), and a
+cache whose ``meta.json`` is missing or garbled, or whose probed pixels differ from those
+written (a zeroed file), is rebuilt.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -28,8 +34,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from cxrlib.errors import UserError
-from cxrlib.fileio import atomic_write_text
+from cxrlib.errors import DiskSpaceError, UserError
+from cxrlib.fileio import atomic_write_text, disk_full_error
 
 CACHE_VERSION = 1
 INTERPOLATION = "bicubic"
@@ -91,14 +97,32 @@ def _decode_rows(job: tuple[list[int], list[str], int]) -> tuple[list[int], np.n
     return ok, stacked, errors
 
 
-def cache_key(paths: Sequence[str], size: int) -> str:
+def file_entries(paths: Sequence[str]) -> list[str]:
+    """``name|bytes|mtime`` of each file: what identifies one image's cached pixels."""
+    entries = []
+    for path in paths:
+        stat = os.stat(path)
+        entries.append(f"{os.path.basename(path)}|{stat.st_size}|{stat.st_mtime_ns}")
+    return entries
+
+
+def cache_key(entries: Sequence[str], size: int) -> str:
     """A digest of everything that determines the cache's content."""
     digest = hashlib.sha256()
     digest.update(json.dumps([CACHE_VERSION, size, INTERPOLATION]).encode())
-    for path in paths:
-        stat = os.stat(path)
-        digest.update(f"{os.path.basename(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    for entry in entries:
+        digest.update(f"{entry}\n".encode())
     return digest.hexdigest()
+
+
+def _probe_rows(count: int) -> np.ndarray:
+    """Up to 64 rows spread over the cache, checked each time it is opened."""
+    return np.unique(np.linspace(0, max(count - 1, 0), num=min(count, 64)).astype(np.int64))
+
+
+def _probe_digest(images: np.ndarray) -> str:
+    rows = _probe_rows(len(images))
+    return hashlib.sha256(np.ascontiguousarray(images[rows]).tobytes()).hexdigest()
 
 
 @dataclass
@@ -119,12 +143,89 @@ class ImageCache:
         return np.fromiter((lookup[name] for name in image_ids), dtype=np.int64)
 
 
+class CacheDamagedError(OSError):
+    """A cache folder whose ``meta.json`` or pixels are not what its build wrote."""
+
+
 def open_cache(folder: Path) -> ImageCache:
-    """Open a finished cache folder read-only (memory-mapped)."""
-    meta = json.loads((folder / "meta.json").read_text())
-    shape = (meta["count"], meta["size"], meta["size"])
-    images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r", shape=shape)
+    """Open a finished cache folder read-only (memory-mapped), checking that it is intact.
+
+    Raises :class:`CacheDamagedError` when ``meta.json`` is missing or garbled, the pixel file
+    has the wrong size, or the probed rows differ from those written (e.g. zeroed).
+    """
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        shape = (meta["count"], meta["size"], meta["size"])
+        expected = meta["count"] * meta["size"] ** 2
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CacheDamagedError(f"{folder}/meta.json is missing or unreadable ({err})") from err
+    pixels = folder / "images.u8"
+    if not pixels.is_file() or pixels.stat().st_size != expected:
+        raise CacheDamagedError(f"{pixels} is missing or not {expected} bytes")
+    images = np.memmap(pixels, dtype=np.uint8, mode="r", shape=shape)
+    if meta.get("probe") and _probe_digest(images) != meta["probe"]:
+        raise CacheDamagedError(f"{pixels} differs from what was written (zeroed or altered)")
     return ImageCache(folder, images, meta["image_ids"])
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DiskSpaceError(
+            f"the image cache needs {_size(needed)} in {folder} but only {_size(free)} are "
+            f"free; free space there, or put the data folder on a "
+            f"larger disk with --data-dir DIR (CXRLIB_DATA_DIR)"
+        )
+
+
+def _allocate(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` really reserved on disk, so that writing through a
+    memory map can never hit a full disk (which kills the process with SIGBUS)."""
+    with open(path, "a+b") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, nbytes)
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                raise disk_full_error(path, err) from err
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # e.g. some network disks
+                raise
+            handle.truncate(nbytes)
+
+
+def _reuse_rows(
+    old: ImageCache, old_entries: list[str], entries: list[str], images, done
+) -> int:
+    """Copy the pixels of unchanged files from an older cache of the same images."""
+    lookup = {entry: row for row, entry in enumerate(old_entries)}
+    pairs = [(new, lookup[e]) for new, e in enumerate(entries) if e in lookup and not done[new]]
+    for start in range(0, len(pairs), 1024):
+        new_rows, old_rows = (list(x) for x in zip(*pairs[start : start + 1024], strict=True))
+        images[new_rows] = old.images[old_rows]
+        done[new_rows] = 1
+    images.flush()
+    done.flush()
+    return len(pairs)
+
+
+def _older_caches(cache_root: Path, name: str, size: int, final: Path) -> list[Path]:
+    """Finished caches of the same ``name`` and size, other than ``final`` (newest first)."""
+    found = []
+    for folder in Path(cache_root).glob(f"{name}-*"):
+        if folder == final or folder.name.endswith(".partial") or not folder.is_dir():
+            continue
+        if len(folder.name) != len(name) + 17:  # <name>-<16 hex digits>
+            continue
+        try:
+            if json.loads((folder / "meta.json").read_text())["size"] != size:
+                continue
+        except (OSError, ValueError, KeyError):
+            continue
+        found.append(folder)
+    return sorted(found, key=lambda f: f.stat().st_mtime, reverse=True)
 
 
 def build_cache(
@@ -139,39 +240,42 @@ def build_cache(
 ) -> ImageCache:
     """Build (or reuse, or resume) the cache of ``paths`` at ``size`` under ``cache_root``.
 
-    ``name`` prefixes the folder (e.g. ``cxr14-224px``); ``workers`` defaults to the CPU
-    count (0 decodes in this process). Raises :class:`ImageReadError` listing unreadable
-    files; the partial cache is kept, so fixing them and calling again resumes.
+    ``name`` prefixes the folder (e.g. ``cxr14-real-224px``); ``workers`` defaults to the CPU
+    count (0 decodes in this process). A damaged cache is rebuilt; when some files changed
+    (one image downloaded again), the pixels of the unchanged ones are copied from the older
+    cache of the same name, only the changed ones are decoded, and the older cache is removed.
+    Raises :class:`ImageReadError` listing unreadable files (the partial cache is kept, so
+    fixing them and calling again resumes) and :class:`DiskSpaceError` when the disk is full.
     """
     if len(image_ids) != len(paths):
         raise ValueError("image_ids and paths must have the same length")
-    key = cache_key(paths, size)
+    entries = file_entries(paths)
+    key = cache_key(entries, size)
     final = Path(cache_root) / f"{name}-{key[:16]}"
-    if (final / "meta.json").is_file():
-        return open_cache(final)
+    if final.exists():
+        try:
+            return open_cache(final)
+        except CacheDamagedError as err:
+            warnings.warn(f"rebuilding the image cache: {err}", stacklevel=2)
+            shutil.rmtree(final)
     partial = final.with_name(final.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     count = len(paths)
-    meta = {
-        "version": CACHE_VERSION,
-        "key": key,
-        "size": size,
-        "count": count,
-        "interpolation": INTERPOLATION,
-        "image_ids": list(image_ids),
-    }
-    images = np.memmap(
-        partial / "images.u8",
-        dtype=np.uint8,
-        mode="r+" if (partial / "images.u8").is_file() else "w+",
-        shape=(count, size, size),
-    )
-    done = np.memmap(
-        partial / "done.u8",
-        dtype=np.uint8,
-        mode="r+" if (partial / "done.u8").is_file() else "w+",
-        shape=(count,),
-    )
+    fresh = not (partial / "images.u8").is_file()
+    if fresh:
+        _check_free_space(partial, count * size * size + count)
+        _allocate(partial / "images.u8", count * size * size)
+        _allocate(partial / "done.u8", count)
+    images = np.memmap(partial / "images.u8", dtype=np.uint8, mode="r+", shape=(count, size, size))
+    done = np.memmap(partial / "done.u8", dtype=np.uint8, mode="r+", shape=(count,))
+    older = _older_caches(Path(cache_root), name, size, final)
+    for folder in older[:1]:
+        try:
+            old = open_cache(folder)
+            old_entries = json.loads((folder / "meta.json").read_text()).get("entries", [])
+        except (CacheDamagedError, ValueError):
+            continue
+        _reuse_rows(old, old_entries, entries, images, done)
     todo = np.flatnonzero(done == 0).tolist()
     jobs = [
         (todo[i : i + CHUNK], [paths[r] for r in todo[i : i + CHUNK]], size)
@@ -205,6 +309,16 @@ def build_cache(
             f"Download them again (a truncated file is usually an interrupted copy); the "
             f"cache build resumes where it stopped.\n{listed}"
         )
+    meta = {
+        "version": CACHE_VERSION,
+        "key": key,
+        "size": size,
+        "count": count,
+        "interpolation": INTERPOLATION,
+        "probe": _probe_digest(images),
+        "image_ids": list(image_ids),
+        "entries": entries,
+    }
     del images, done
     (partial / "done.u8").unlink()
     atomic_write_text(partial / "meta.json", json.dumps(meta))
@@ -212,4 +326,6 @@ def build_cache(
         shutil.rmtree(partial)
     else:
         os.replace(partial, final)
+    for folder in older:  # superseded: the same images, some files changed
+        shutil.rmtree(folder, ignore_errors=True)
     return open_cache(final)

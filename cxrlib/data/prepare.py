@@ -183,7 +183,8 @@ def prepare_dataset(
         table["path"].tolist(),
         size=config.data.image_size,
         cache_root=data_root() / "cache",
-        name=f"{dataset}-{config.data.data_source}-{config.data.image_size}px",
+        # one name per image set: a newer cache of the same name replaces the older one
+        name=f"{root.name if config.is_phantom else dataset + '-real'}-{config.data.image_size}px",
         workers=workers,
         progress=progress,
     )

@@ -106,13 +106,21 @@ def fetch_split_files(
     folder = (dest or data_root() / "splits" / AUTHORS_COMMIT[:7]) / spec.folder
     for name in spec.names():
         target = folder / name
-        if target.is_file() and sha256_of(target) == spec.sha256[name]:
+        local = sha256_of(target) if target.is_file() else None
+        if local == spec.sha256[name]:
             continue
         url = f"{base_url.rstrip('/')}/{spec.folder}/{name}"
         try:
             with urllib.request.urlopen(url, timeout=60) as response:
                 payload = response.read()
         except OSError as err:
+            if local is not None:
+                raise SplitFileError(
+                    f"the local split file {target} fails its checksum (SHA-256 {local}, the "
+                    f"authors' file at commit {AUTHORS_COMMIT[:7]} has {spec.sha256[name]}): it "
+                    f"is not the authors' file. Replace it with theirs (open_data/{spec.folder}/"
+                    f"{name}) or delete it to download it again (the download failed: {err})"
+                ) from err
             raise SplitFileError(
                 f"could not download {url}: {err}. Without internet, copy the authors' "
                 f"open_data/{spec.folder}/ files into {folder}"

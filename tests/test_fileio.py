@@ -23,3 +23,26 @@ def test_atomic_write_keeps_old_file_on_crash(tmp_path):
         raise RuntimeError("crash")
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "table.csv", "a,b\n")
+        assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o644
+        os.umask(0o002)
+        atomic_write_text(tmp_path / "table.csv", "a,b\n")
+        assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(old)
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    from cxrlib.fileio import remove_stale_temp_files
+
+    (tmp_path / ".last.pt.x1y2.tmp").write_bytes(b"half")
+    (tmp_path / "last.pt").write_bytes(b"whole")
+    assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".last.pt.x1y2.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
