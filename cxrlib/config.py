@@ -217,8 +217,12 @@ def _check_ranges(cfg: Config) -> None:
     """Cross-field and range checks that types alone cannot express (every numeric field)."""
     d, m, t = cfg.data, cfg.model, cfg.train
     rules: list[tuple[str, Any, bool, str]] = [
-        ("image_size", d.image_size, d.image_size >= 64 and d.image_size % 32 == 0,
-         "a multiple of 32 and at least 64"),
+        (
+            "image_size",
+            d.image_size,
+            d.image_size >= 64 and d.image_size % 32 == 0,
+            "a multiple of 32 and at least 64",
+        ),
         ("phantom_images", d.phantom_images, d.phantom_images >= 30, ">= 30"),
         ("split_seed", d.split_seed, d.split_seed >= 0, ">= 0"),
         ("drop_path", m.drop_path, 0 <= m.drop_path < 1, "in [0, 1)"),

@@ -445,9 +445,7 @@ def read_run(folder: str | os.PathLike) -> RunResult:
 def finished_runs(profile: str, root: Path | None = None) -> list[RunResult]:
     """Every finished run of ``profile`` (under ``runs/<profile>/``), in path order."""
     base = (root or runs_root()) / profile
-    return [
-        read_run(path.parent) for path in sorted(base.glob("*/*/*/seed*/metrics.json"))
-    ]
+    return [read_run(path.parent) for path in sorted(base.glob("*/*/*/seed*/metrics.json"))]
 
 
 def run_coordinates(result: RunResult) -> dict[str, Any]:

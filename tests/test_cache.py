@@ -141,6 +141,8 @@ def test_a_full_disk_gives_a_clear_message_and_no_cache(images, tmp_path, monkey
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(cache_module.shutil, "disk_usage", lambda p: usage(10**6, 10**6, 1000))
-    with pytest.raises(DiskSpaceError, match=r"needs 0\.0 MiB .* only 0\.0 MiB are free.*--data-dir"):
+    with pytest.raises(
+        DiskSpaceError, match=r"needs 0\.0 MiB .* only 0\.0 MiB are free.*--data-dir"
+    ):
         build_cache([f"id{i}" for i in range(10)], images, 32, tmp_path / "c", "t", workers=0)
     assert not [p for p in (tmp_path / "c").iterdir() if not p.name.endswith(".partial")]

@@ -89,6 +89,6 @@ def test_a_local_file_that_fails_its_checksum_says_so(tmp_path):
     folder = tmp_path / "chest11"
     folder.mkdir()
     (folder / "chest_x-rays11_multi_label_classes.txt").write_text("edited\n")
-    with pytest.raises(SplitFileError, match="local split file .* fails its checksum") as info:
+    with pytest.raises(SplitFileError, match=r"local split file .* fails its checksum") as info:
         fetch_split_files("cxr11", dest=tmp_path, base_url=(tmp_path / "nowhere").as_uri())
     assert "delete it" in str(info.value)

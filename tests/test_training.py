@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cxrlib.config import load_config
-from cxrlib.models import create_model
 from cxrlib.errors import NonFiniteLossError, RunConfigMismatchError
+from cxrlib.models import create_model
 from cxrlib.runs import RunFolder
 from cxrlib.training import learning_rate, parameter_groups, train_run
 

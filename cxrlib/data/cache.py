@@ -196,9 +196,7 @@ def _allocate(path: Path, nbytes: int) -> None:
             handle.truncate(nbytes)
 
 
-def _reuse_rows(
-    old: ImageCache, old_entries: list[str], entries: list[str], images, done
-) -> int:
+def _reuse_rows(old: ImageCache, old_entries: list[str], entries: list[str], images, done) -> int:
     """Copy the pixels of unchanged files from an older cache of the same images."""
     lookup = {entry: row for row, entry in enumerate(old_entries)}
     pairs = [(new, lookup[e]) for new, e in enumerate(entries) if e in lookup and not done[new]]
