@@ -201,7 +201,7 @@ for nb in "${NOTEBOOKS[@]}"; do
   echo "==> [$index/${#NOTEBOOKS[@]}] $name"
   start=$SECONDS
   if ! "$PY" -m papermill "$nb" "$out" --kernel "$KERNEL" --cwd "$ROOT/notebooks" \
-        --no-progress-bar -p PROFILE "$PROFILE" ${ROOT_PARAMS[@]+"${ROOT_PARAMS[@]}"} \
+        --log-output --no-progress-bar -p PROFILE "$PROFILE" ${ROOT_PARAMS[@]+"${ROOT_PARAMS[@]}"} \
         ${PARAMS[@]+"${PARAMS[@]}"}; then
     echo "run_all.sh: FAILED in notebook $name" >&2
     echo "run_all.sh: the executed notebook with the error is: $out" >&2

@@ -10,3 +10,17 @@ Datasets: NIH ChestX-ray14 (Wang et al., CVPR 2017) and RANZCR CLiP (Kaggle, 202
 """
 
 __version__ = "0.1.0"
+
+import logging as _logging
+import sys as _sys
+
+#: Progress lines (a run's start, each epoch, pauses, the result) go through ``logging`` to
+#: the console -- the notebook's output, or the terminal -- as well as to the run's train.log.
+#: Configure the ``cxrlib`` logger to send them elsewhere.
+_LOGGER = _logging.getLogger("cxrlib")
+if not _LOGGER.handlers:
+    _handler = _logging.StreamHandler(_sys.stdout)
+    _handler.setFormatter(_logging.Formatter("%(message)s"))
+    _LOGGER.addHandler(_handler)
+    _LOGGER.setLevel(_logging.INFO)
+    _LOGGER.propagate = False

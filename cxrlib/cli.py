@@ -57,8 +57,11 @@ def _cmd_env(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+DATASET_HELP = "cxr14, cxr11, or csv:/path/to/labels.csv (your own images; see the README)"
+
+
 def _add_phantom_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=["cxr14", "cxr11", "both"], default="both")
+    parser.add_argument("--dataset", choices=["cxr14", "cxr11", "all"], default="all")
     parser.add_argument("--num-images", type=int, help="images per dataset (default: profile)")
     parser.add_argument("--image-size", type=int, default=256, help="pixels (default 256)")
     parser.add_argument("--seed", type=int, default=0)
@@ -66,13 +69,12 @@ def _add_phantom_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_phantom(args: argparse.Namespace, config: Config) -> int:
-    from pathlib import Path
-
+    from cxrlib.data.datasets import dataset_names
     from cxrlib.data.phantom import PhantomSpec, generate_phantom
     from cxrlib.paths import data_root
 
     out = Path(args.out) if args.out else data_root() / "phantom"
-    for dataset in ("cxr14", "cxr11") if args.dataset == "both" else (args.dataset,):
+    for dataset in dataset_names(args.dataset):
         spec = PhantomSpec(
             dataset,
             num_images=args.num_images or config.data.phantom_images,
@@ -84,14 +86,15 @@ def _cmd_phantom(args: argparse.Namespace, config: Config) -> int:
 
 
 def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=["cxr14", "cxr11", "both"], default="both")
+    parser.add_argument("--dataset", default="all", help=f"{DATASET_HELP}, or all (default)")
     parser.add_argument("--workers", type=int, help="decoding processes (default: CPU count)")
 
 
 def _cmd_prepare(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.data.datasets import dataset_names
     from cxrlib.data.prepare import prepare_dataset
 
-    for dataset in ("cxr14", "cxr11") if args.dataset == "both" else (args.dataset,):
+    for dataset in dataset_names(args.dataset):
         data = prepare_dataset(config, dataset, workers=args.workers)
         sizes = data.table["split"].value_counts().to_dict()
         print(
@@ -102,7 +105,7 @@ def _cmd_prepare(args: argparse.Namespace, config: Config) -> int:
 
 
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=["cxr14", "cxr11"], required=True)
+    parser.add_argument("--dataset", required=True, help=DATASET_HELP)
     parser.add_argument("--model", help="registered model (default: the profile's MODEL)")
     parser.add_argument(
         "--restart",

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from cxrlib.metrics import paired_bootstrap
-from cxrlib.published import ablation_auc_cxr11, per_class_auc, published_mean_auc
+from cxrlib.published import per_class_auc, published_mean_auc
 from cxrlib.runs import RunResult
 
 
@@ -46,9 +46,6 @@ def auc_comparison(runs: dict[str, RunResult], dataset: str) -> pd.DataFrame:
     """Per-class and mean test AUC (%) of each run, CI, published value and difference."""
     runs = _finished(runs)
     published = per_class_auc(dataset)
-    if dataset == "cxr11":  # CheXNet's Table 3 variants have per-class values on CXR11 too
-        ablation = ablation_auc_cxr11()
-        published = published.join(ablation[ablation.columns.difference(published.columns)])
     first = next(iter(runs.values())).metrics
     table = pd.DataFrame({"class": [*first["classes"], "Mean"]})
     for name, run in runs.items():

@@ -312,7 +312,9 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
     """Like :func:`config_from_notebook`, for notebooks with their own parameters too.
 
     ``extra_types`` names them and their type, e.g. ``MODELS=list``; their values are checked
-    and returned in a dict (``{"MODELS": [...]}``); every other ALL-CAPS name is a config value.
+    (``None`` is allowed and means the notebook's default, e.g. the models the paper items
+    need) and returned in a dict (``{"MODELS": [...]}``); every other ALL-CAPS name is a
+    config value.
     """
     params = {k: v for k, v in namespace.items() if _PARAM_NAME.match(k)}
     # Names are case-insensitive: ``papermill -p epochs 3`` injects ``epochs = 3`` in a cell
@@ -329,8 +331,8 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
         if name not in params:
             raise ConfigError(f"the notebook's parameters cell must set {name}")
         value = params.pop(name)
-        if not isinstance(value, kind):
-            raise ConfigError(f"parameter {name} must be {kind.__name__}; got {value!r}")
+        if value is not None and not isinstance(value, kind):  # None: the notebook's default
+            raise ConfigError(f"parameter {name} must be {kind.__name__} or None; got {value!r}")
         extras[name] = value
     return load_config(profile, **params), extras
 

@@ -10,7 +10,9 @@ from importlib import metadata
 import pandas as pd
 
 from cxrlib.config import Config
+from cxrlib.data.datasets import PAPER_DATASETS, get_dataset
 from cxrlib.data.roots import find_data_root
+from cxrlib.errors import UserError
 
 PACKAGES = (
     "cxrlib",
@@ -40,7 +42,7 @@ def _version(package: str) -> str:
 def _root_status(dataset: str, explicit: str | None) -> str:
     try:
         root = find_data_root(dataset, explicit)
-    except FileNotFoundError as err:
+    except UserError as err:
         return f"invalid: {err}"
     return str(root) if root else "not found (phantom data only)"
 
@@ -62,10 +64,14 @@ def environment_report(config: Config) -> pd.DataFrame:
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)
         rows.append((f"gpu {index}", f"{props.name}, {props.total_memory / 2**30:.1f} GiB"))
-    rows.append(
-        ("bf16 supported", str(torch.cuda.is_available() and torch.cuda.is_bf16_supported()))
-    )
+    if torch.cuda.is_available():
+        from cxrlib.runtime import native_bf16
+
+        rows.append(("native bf16", str(native_bf16(torch.device("cuda")))))
     rows += [(f"version {p}", _version(p)) for p in PACKAGES]
-    rows.append(("CXR14 root", _root_status("cxr14", config.data.cxr14_root)))
-    rows.append(("CXR11 root", _root_status("cxr11", config.data.cxr11_root)))
+    for name in PAPER_DATASETS:
+        definition = get_dataset(name)
+        rows.append(
+            (f"{name.upper()} root", _root_status(name, definition.configured_root(config)))
+        )
     return pd.DataFrame(rows, columns=["item", "value"])

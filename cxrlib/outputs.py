@@ -19,9 +19,20 @@ from cxrlib.paths import ResultsLayout
 PHANTOM_NOTE = "phantom data, not comparable with the paper"
 
 
-def data_label(config: Config) -> str:
-    """A short label of where the numbers come from, for titles and captions."""
-    label = PHANTOM_NOTE if config.is_phantom else f"real data, {config.data.split} split"
+def data_label(config: Config, dataset: str | None = None) -> str:
+    """A short label of where the numbers come from, for titles and captions.
+
+    With ``dataset`` a dataset without a phantom (your CSV) is labelled as your data.
+    """
+    from cxrlib.data.datasets import get_dataset
+
+    definition = get_dataset(dataset) if dataset else None
+    if definition is not None and not definition.phantom:
+        label = f"{definition.title}, {config.data.split} split"
+    elif config.is_phantom:
+        label = PHANTOM_NOTE
+    else:
+        label = f"real data, {config.data.split} split"
     if config.data.allow_missing_images:
         label += "; images missing on disk were dropped (ALLOW_MISSING_IMAGES), see split_sizes"
     return label

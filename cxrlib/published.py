@@ -141,9 +141,20 @@ def _frame(text: str, index: str) -> pd.DataFrame:
 
 
 def per_class_auc(dataset: str) -> pd.DataFrame:
-    """CheXNet Table 1 (cxr11) or 2 (cxr14): rows = classes + ``Mean``, columns = our names."""
-    text = {"cxr11": CHEXNET_TABLE1_CXR11, "cxr14": CHEXNET_TABLE2_CXR14}[dataset]
-    return _frame(text, "class")
+    """Every published per-class AUC on ``dataset``: CheXNet Table 1 (cxr11) or 2 (cxr14), and
+    on CXR11 also the Table 3 variants. Rows = classes + ``Mean``, columns = our model names;
+    empty for a dataset neither paper used."""
+    tables = {
+        "cxr11": (CHEXNET_TABLE1_CXR11, CHEXNET_TABLE3_ABLATION_CXR11),
+        "cxr14": (CHEXNET_TABLE2_CXR14,),
+    }.get(dataset, ())
+    frames = [_frame(text, "class") for text in tables]
+    if not frames:
+        return pd.DataFrame()
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.join(frame[frame.columns.difference(out.columns)])
+    return out
 
 
 def ablation_auc_cxr11() -> pd.DataFrame:
@@ -161,11 +172,9 @@ def mean_auc() -> pd.DataFrame:
 def published_mean_auc(model: str, dataset: str) -> float | None:
     """The published mean AUC of a registered model on a dataset, if either paper gives one."""
     means = mean_auc()
-    if model in means.index:
+    if model in means.index and dataset in means.columns:
         return float(means.loc[model, dataset])
-    for table in (per_class_auc(dataset),) + (
-        (ablation_auc_cxr11(),) if dataset == "cxr11" else ()
-    ):
-        if model in table.columns:
-            return float(table.loc["Mean", model])
+    table = per_class_auc(dataset)
+    if model in table.columns:
+        return float(table.loc["Mean", model])
     return None

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cxrlib.config import Config
+from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.loader import CachedImageDataset, make_loader, set_loader_epoch, to_model_input
 from cxrlib.data.prepare import PreparedDataset, prepare_dataset
 from cxrlib.errors import NonFiniteLossError
@@ -450,7 +451,7 @@ def _tensorboard_writer(run: RunFolder):
     return SummaryWriter(str(run.tensorboard_dir))
 
 
-def start_session(config: Config, dataset: str, run: RunFolder, progress: bool) -> Session:
+def start_session(config: Config, dataset: DatasetDef, run: RunFolder, progress: bool) -> Session:
     """Data, runtime, model, optimiser and loader of a run; resumed from ``last.pt`` if any."""
     runtime = setup_runtime(config)
     if runtime.distributed and not runtime.is_main:
@@ -493,7 +494,7 @@ def start_session(config: Config, dataset: str, run: RunFolder, progress: bool) 
     elif runtime.is_main:
         run.write_settings(settings)
         run.log(
-            f"started: {config.model.model} on {dataset} ({data.source} data, "
+            f"started: {config.model.model} on {dataset.name} ({data.source} data, "
             f"{config.data.split} split), {runtime.record()}"
         )
     if config.train.compile:
@@ -515,13 +516,15 @@ def train_run(
     time_limit_minutes: float | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Train ``config.model.model`` on ``dataset``; resume or read back as the run folder says.
+    """Train ``config.model.model`` on ``dataset`` (a registered name or
+    ``csv:/path/to/labels.csv``); resume or read back as the run folder says.
 
     ``max_steps`` / ``time_limit_minutes`` pause this call (a checkpoint is written at the next
     accumulation boundary) so that a later call resumes -- for sessions with a time limit
     (Colab, Kaggle). Returns the run's folder, whether it finished, its metrics and history.
     """
-    run = RunFolder.of(config, dataset)
+    definition = get_dataset(dataset)  # a name, or csv:/path/to/labels.csv
+    run = RunFolder.of(config, definition.name)
     limits = Limits(max_steps, time_limit_minutes)
     is_main = int(os.environ.get("RANK", "0")) == 0
     with run.lock() if is_main else nullcontext():
@@ -532,7 +535,7 @@ def train_run(
             run.check_config(config, saved)  # before any data work
         if run.finished:
             return run.result()
-        session = start_session(config, dataset, run, progress)
+        session = start_session(config, definition, run, progress)
         reason = None
         try:
             while session.state.epoch < config.train.epochs:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cxrlib.data.labels import CLASSES
+from cxrlib.data.datasets import get_dataset
 from cxrlib.data.splits import (
-    PAPER_SPLIT_SIZES,
     leakage_report,
     patient_split,
     read_paper_split,
@@ -37,14 +36,16 @@ def test_subset_is_51759_abnormal_images(cxr14):
 def test_paper_split_sizes_and_test_positives(cxr14, shared_dir):
     _, merged = cxr14
     counts = merged["split"].value_counts()
-    assert tuple(counts[p] for p in ("train", "val", "test")) == PAPER_SPLIT_SIZES["cxr14"]
+    assert (
+        tuple(counts[p] for p in ("train", "val", "test")) == get_dataset("cxr14").paper_split_sizes
+    )
     test = merged[merged["split"] == "test"]
-    assert test[list(CLASSES["cxr14"])].sum().tolist() == CXR14_TEST_POSITIVES
+    assert test[list(get_dataset("cxr14").classes)].sum().tolist() == CXR14_TEST_POSITIVES
 
 
 def test_split_labels_agree_with_official_metadata(cxr14):
     _, merged = cxr14
-    classes = list(CLASSES["cxr14"])
+    classes = list(get_dataset("cxr14").classes)
     official = merged[classes].to_numpy()
     split = merged[[f"{c}_split" for c in classes]].to_numpy()
     assert (official == split).all()
@@ -56,7 +57,7 @@ def test_leakage_paper_vs_patient_split(cxr14):
     assert paper.loc["train-test", "shared_patients"] == 1098
     assert paper.loc["train-test", "patients_in_second"] == 1332
     assert paper.loc["train-test", "images_of_shared_patients_in_second"] == 1336
-    sizes = np.array(PAPER_SPLIT_SIZES["cxr14"]) / 51759
+    sizes = np.array(get_dataset("cxr14").paper_split_sizes) / 51759
     merged = merged.assign(split=patient_split(merged["patient_id"], tuple(sizes), seed=0))
     assert (leakage_report(merged)["shared_patients"] == 0).all()
     counts = merged["split"].value_counts()
@@ -86,7 +87,9 @@ def test_cxr11_split(shared_dir):
     verify_split_files("cxr11", split_dir)
     paper = read_paper_split("cxr11", split_dir)
     counts = paper["split"].value_counts()
-    assert tuple(counts[p] for p in ("train", "val", "test")) == PAPER_SPLIT_SIZES["cxr11"]
-    classes = list(CLASSES["cxr11"])
+    assert (
+        tuple(counts[p] for p in ("train", "val", "test")) == get_dataset("cxr11").paper_split_sizes
+    )
+    classes = list(get_dataset("cxr11").classes)
     assert paper.loc[paper["split"] == "test", classes].sum().tolist() == CXR11_TEST_POSITIVES
     assert int((paper[classes].sum(axis=1) == 0).sum()) == 24

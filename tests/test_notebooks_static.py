@@ -32,7 +32,7 @@ def test_notebook_conventions(path):
         names += [t.id for t in node.targets]
     assert "PROFILE" in names
     assert all(n.isupper() for n in names), "parameters are ALL-CAPS (cxrlib.config names)"
-    assert "(globals()" in code[1].source and "config" in code[1].source, (
+    assert "globals()" in code[1].source and "config" in code[1].source, (
         "the next cell validates them (config_from_notebook or config_and_extras)"
     )
 

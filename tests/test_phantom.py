@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cxrlib.data.labels import CLASSES, CXR11_CSV_COLUMNS
+from cxrlib.data.datasets import get_dataset
+from cxrlib.data.labels import CXR11_CSV_COLUMNS
 from cxrlib.data.phantom import BBOX_HEADER, NIH_HEADER, PhantomSpec, generate_phantom
 from cxrlib.data.splits import read_paper_split
 from cxrlib.data.tables import load_cxr11, load_cxr14
@@ -46,11 +47,11 @@ def test_cxr14_loads_through_real_reader_with_boxes_for_drawn_lesions(phantoms):
     data = load_cxr14(phantoms["cxr14"])
     assert 0 < len(data.table) < 120  # "No Finding" images are in the metadata, not the subset
     assert data.missing_images().empty
-    assert (data.table[list(CLASSES["cxr14"])].sum(axis=1) > 0).all()
+    assert (data.table[list(get_dataset("cxr14").classes)].sum(axis=1) > 0).all()
     labelled = data.table.set_index("image_id")
     for _, box in data.boxes.iterrows():
         assert labelled.loc[box.image_id, box.label] == 1  # a box only for a drawn finding
-    positives = int(data.table[list(CLASSES["cxr14"])].to_numpy().sum())
+    positives = int(data.table[list(get_dataset("cxr14").classes)].to_numpy().sum())
     assert len(data.boxes) == positives  # one box per drawn lesion
     split = read_paper_split("cxr14", phantoms["cxr14"] / "splits")
     assert set(split["image_id"]) == set(data.table["image_id"])
@@ -64,7 +65,7 @@ def test_ranzcr_layout_and_annotations(phantoms):
     data = load_cxr11(root)
     assert len(data.table) == 120 and data.missing_images().empty
     labelled = data.table.set_index("image_id")
-    split_name = dict(zip(CXR11_CSV_COLUMNS, CLASSES["cxr11"], strict=True))
+    split_name = dict(zip(CXR11_CSV_COLUMNS, get_dataset("cxr11").classes, strict=True))
     for _, line in data.lines.iterrows():
         assert labelled.loc[line.image_id, split_name[line.label]] == 1
         assert len(line.points) >= 2 and all(len(p) == 2 for p in line.points)

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
+from cxrlib.data.datasets import get_dataset
 from cxrlib.data.splits import (
-    SPLIT_FILES,
     SplitFileError,
     fetch_split_files,
     read_paper_split,
@@ -28,7 +28,7 @@ def test_download_verify_and_cache(mirror, tmp_path, monkeypatch):
     dest = tmp_path / "open_data"
     folder = fetch_split_files("cxr11", dest=dest, base_url=mirror.as_uri())
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted(SPLIT_FILES["cxr11"].names())
+    assert names == sorted(get_dataset("cxr11").split_files.names())
     assert len(read_paper_split("cxr11", folder)) == 30083
 
     # Cached: a second call must not touch the network at all.

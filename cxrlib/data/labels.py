@@ -47,15 +47,5 @@ def ranzcr_to_split_name(column: str) -> str:
 
 CXR11_CLASSES: tuple[str, ...] = tuple(ranzcr_to_split_name(c) for c in CXR11_CSV_COLUMNS)
 
-CLASSES: dict[str, tuple[str, ...]] = {"cxr14": CXR14_CLASSES, "cxr11": CXR11_CLASSES}
-DATASETS: tuple[str, ...] = ("cxr14", "cxr11")
-
 #: BBox_List_2017.csv spells Infiltration as "Infiltrate".
 NIH_BBOX_SPELLING = {"Infiltrate": "Infiltration"}
-
-
-def check_dataset(dataset: str) -> str:
-    """Return ``dataset`` if it is known, else raise naming the allowed ones."""
-    if dataset not in CLASSES:
-        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASETS)}")
-    return dataset

@@ -41,8 +41,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
 
-from cxrlib.data.labels import CLASSES, CXR11_CSV_COLUMNS, CXR14_CLASSES, check_dataset
-from cxrlib.data.splits import SPLIT_FILES, SPLIT_NAMES
+from cxrlib.data.datasets import get_dataset
+from cxrlib.data.labels import CXR11_CLASSES, CXR11_CSV_COLUMNS, CXR14_CLASSES
+from cxrlib.data.splits import SPLIT_NAMES
 from cxrlib.fileio import atomic_write_text
 
 PHANTOM_VERSION = 1
@@ -50,8 +51,6 @@ PHANTOM_VERSION = 1
 #: tuned so that a small CNN learns every label but not trivially (no ceiling for ablations).
 LESION_CONTRAST = 0.55
 NOISE_STD = 0.045
-#: Split-file path prefixes used by the authors (only the file name maps to the layouts).
-SPLIT_PREFIX = {"cxr14": "NIH-Chest_x-rays14_multi-label", "cxr11": "chest_x-rays11_kaggle"}
 NIH_HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
     "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],"
@@ -411,8 +410,8 @@ def _random_split(rng: np.random.Generator, count: int, fractions) -> np.ndarray
 def _write_split_files(
     folder: Path, dataset: str, names: list[str], labels: np.ndarray, parts: np.ndarray
 ) -> None:
-    spec = SPLIT_FILES[dataset]
-    classes = CLASSES[dataset]
+    definition = get_dataset(dataset)
+    spec, classes = definition.split_files, definition.classes
     atomic_write_text(folder / spec.classes, "\n".join(classes))
     for part, file_name in spec.parts.items():
         lines = []
@@ -420,8 +419,8 @@ def _write_split_files(
             if p != part:
                 continue
             positives = np.flatnonzero(vector)
-            folder_name = classes[positives[0]] if dataset == "cxr14" and len(positives) else ""
-            rel = "/".join(x for x in (SPLIT_PREFIX[dataset], folder_name, name) if x)
+            folder_name = classes[positives[0]] if spec.class_folders and len(positives) else ""
+            rel = "/".join(x for x in (spec.path_prefix, folder_name, name) if x)
             lines.append(f"{rel}\t{','.join(str(int(v)) for v in vector)}")
         atomic_write_text(folder / file_name, "\n".join(lines))  # no trailing newline, as theirs
 
@@ -435,7 +434,9 @@ def generate_phantom(
     Written into a temporary folder and renamed, so an interrupted run leaves nothing behind.
     ``real_vectors`` (N×K 0/1), if given, supplies the label combinations.
     """
-    dataset = check_dataset(spec.dataset)
+    dataset = spec.dataset
+    if not get_dataset(dataset).phantom:
+        raise ValueError(f"no phantom generator for {dataset}; phantoms exist of cxr14 and cxr11")
     if (spec.label_source == "authors") != (real_vectors is not None):
         raise ValueError("label_source='authors' needs real_vectors, and only it does")
     folder = Path(out_root) / spec.folder_name()
@@ -502,7 +503,7 @@ def _generate_cxr14(spec: PhantomSpec, out: Path, rng, real_vectors) -> None:
 
 def _generate_cxr11(spec: PhantomSpec, out: Path, rng, real_vectors) -> None:
     n = spec.num_images
-    classes = CLASSES["cxr11"]
+    classes = CXR11_CLASSES
     vectors = sample_label_vectors(rng, n, len(classes), real_vectors)
     patients = _patients(rng, n)
     anatomies = {p: _patient_anatomy(np.random.default_rng([spec.seed, p])) for p in set(patients)}

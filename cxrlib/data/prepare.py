@@ -18,7 +18,7 @@ import pandas as pd
 
 from cxrlib.config import Config
 from cxrlib.data.cache import ImageCache, build_cache
-from cxrlib.data.labels import CLASSES, check_dataset
+from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.phantom import PhantomSpec, generate_phantom
 from cxrlib.data.roots import find_data_root
 from cxrlib.data.splits import (
@@ -28,7 +28,7 @@ from cxrlib.data.splits import (
     patient_split,
     read_paper_split,
 )
-from cxrlib.data.tables import DatasetLayoutError, LabelledImages, load_dataset
+from cxrlib.data.tables import DatasetLayoutError, LabelledImages
 from cxrlib.errors import UserError
 from cxrlib.paths import data_root
 
@@ -43,7 +43,7 @@ class PreparedDataset:
     ``image_id, path, patient_id, <classes>, paper_split, patient_split, split, cache_row``."""
 
     dataset: str
-    source: str
+    source: str  #: phantom or real (a CSV dataset is real: your own images)
     split_name: str
     images: LabelledImages
     table: pd.DataFrame
@@ -53,7 +53,7 @@ class PreparedDataset:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return CLASSES[self.dataset]
+        return self.images.classes
 
     def part(self, name: str) -> pd.DataFrame:
         """The rows of one part (``train``, ``val`` or ``test``) of the selected split."""
@@ -97,28 +97,50 @@ def _authors_label_vectors(dataset: str) -> np.ndarray | None:
             stacklevel=3,
         )
         return None
-    return paper.loc[paper["split"] == "train", list(CLASSES[dataset])].to_numpy()
+    return paper.loc[paper["split"] == "train", list(get_dataset(dataset).classes)].to_numpy()
 
 
-def locate_dataset(config: Config, dataset: str) -> tuple[Path, Path]:
-    """(dataset root, folder of the split files) for the configured data source."""
-    if config.is_phantom:
-        vectors = _authors_label_vectors(dataset)
+def data_source(config: Config, definition: DatasetDef) -> str:
+    """``phantom`` or ``real``: a dataset without a phantom (your CSV) is always real."""
+    return "phantom" if config.is_phantom and definition.phantom else "real"
+
+
+def locate_dataset(config: Config, definition: DatasetDef) -> tuple[Path, Path | None]:
+    """(dataset root, folder of the authors' split files or None) for the data source."""
+    name = definition.name
+    if data_source(config, definition) == "phantom":
+        vectors = _authors_label_vectors(name)
         spec = PhantomSpec(
-            dataset,
+            name,
             num_images=config.data.phantom_images,
             label_source="authors" if vectors is not None else "random",
         )
         root = generate_phantom(spec, data_root() / "phantom", real_vectors=vectors)
         return root, root / "splits"
-    explicit = config.data.cxr14_root if dataset == "cxr14" else config.data.cxr11_root
-    root = find_data_root(dataset, explicit)
+    if definition.fixed_root is not None:
+        return definition.fixed_root, None
+    root = find_data_root(definition, definition.configured_root(config))
     if root is None:
         raise DatasetLayoutError(
-            f"no {dataset.upper()} data configured: pass --{dataset}-root DIR to ./run_all.sh "
-            f"(or set {dataset.upper()}_ROOT), or set DATA_SOURCE=phantom for phantom data"
+            f"no {name.upper()} data configured: pass --{name}-root DIR to ./run_all.sh "
+            f"(or set {definition.env_var}), or set DATA_SOURCE=phantom for phantom data"
         )
-    return root, fetch_split_files(dataset)
+    return root, fetch_split_files(name)
+
+
+def _own_split(images: LabelledImages, config: Config) -> pd.DataFrame:
+    """A dataset without the authors' split files: its own ``split`` column is the "paper"
+    split; without one, only SPLIT=patient (drawn) is possible."""
+    table = images.table.copy()
+    if "split" in table.columns:
+        return table.rename(columns={"split": "paper_split"})
+    if config.data.split == "paper":
+        raise DatasetLayoutError(
+            f"{images.dataset} has no 'split' column: add one (train/val/test), or set "
+            f"SPLIT=patient to draw a split (patient-disjoint when a patient_id column is given)"
+        )
+    table["paper_split"] = ""
+    return table
 
 
 def _merge_with_split(
@@ -150,12 +172,20 @@ def _merge_with_split(
 def prepare_dataset(
     config: Config, dataset: str, workers: int | None = None, progress: bool = True
 ) -> PreparedDataset:
-    """Everything training needs for ``dataset`` under ``config`` (idempotent, cached)."""
-    check_dataset(dataset)
-    root, split_dir = locate_dataset(config, dataset)
-    images = load_dataset(dataset, root)
-    paper = read_paper_split(dataset, split_dir)
-    table, disagreements = _merge_with_split(images, paper, split_dir)
+    """Everything training needs for ``dataset`` under ``config`` (idempotent, cached).
+
+    ``dataset`` is a registered name (``cxr14``, ``cxr11``) or ``csv:/path/to/labels.csv``.
+    """
+    definition = get_dataset(dataset)
+    dataset = definition.name
+    source = data_source(config, definition)
+    root, split_dir = locate_dataset(config, definition)
+    images = definition.read(root)
+    if split_dir is not None:
+        paper = read_paper_split(dataset, split_dir)
+        table, disagreements = _merge_with_split(images, paper, split_dir)
+    else:
+        table, disagreements = _own_split(images, config), pd.DataFrame()
     if len(disagreements):
         warnings.warn(
             f"{dataset}: {len(disagreements)} image(s) whose split-file labels differ from the "
@@ -174,6 +204,8 @@ def prepare_dataset(
         table = table[~missing].reset_index(drop=True)
     sizes = table["paper_split"].value_counts()
     fractions = tuple(float(sizes.get(p, 0)) / len(table) for p in SPLIT_NAMES)
+    if not np.isclose(sum(fractions), 1.0):  # no split of its own: the definition's fractions
+        fractions = definition.default_fractions
     table["patient_split"] = patient_split(
         table["patient_id"], fractions, seed=config.data.split_seed
     )
@@ -184,14 +216,14 @@ def prepare_dataset(
         size=config.data.image_size,
         cache_root=data_root() / "cache",
         # one name per image set: a newer cache of the same name replaces the older one
-        name=f"{root.name if config.is_phantom else dataset + '-real'}-{config.data.image_size}px",
+        name=f"{root.name if source == 'phantom' else dataset}-{config.data.image_size}px",
         workers=workers,
         progress=progress,
     )
     table["cache_row"] = cache.rows_of(table["image_id"])
     return PreparedDataset(
         dataset=dataset,
-        source=config.data.data_source,
+        source=source,
         split_name=config.data.split,
         images=images,
         table=table,

@@ -13,48 +13,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.tables import DatasetLayoutError
 
 KAGGLE_INPUT = Path("/kaggle/input")
-MARKERS = {"cxr14": "Data_Entry_2017.csv", "cxr11": "train.csv"}
-KAGGLE_CANDIDATES = {
-    "cxr14": ("nih-chest-xrays/data", "data", "nih-chest-xrays"),
-    "cxr11": ("ranzcr-clip-catheter-line-classification", "ranzcr-clip"),
-}
 
 
-def _has_marker(root: Path, dataset: str) -> bool:
-    marker = MARKERS[dataset]
-    if (root / marker).is_file():
-        return True
-    # The NIH metadata also circulates as the v2020 file name.
-    return dataset == "cxr14" and (root / "Data_Entry_2017_v2020.csv").is_file()
-
-
-def find_data_root(dataset: str, explicit: str | None = None) -> Path | None:
-    """The root of ``dataset`` (``"cxr14"`` or ``"cxr11"``), or None when none is found.
+def find_data_root(dataset: str | DatasetDef, explicit: str | None = None) -> Path | None:
+    """The root of ``dataset`` (a name or definition), or None when none is found.
 
     An explicit root that does not hold the dataset's marker file is an error, not a fallback.
     """
-    if dataset not in MARKERS:
-        raise ValueError(f"unknown dataset {dataset!r}; allowed: {', '.join(MARKERS)}")
+    definition = get_dataset(dataset)
+    name, markers = definition.name, " or ".join(definition.markers)
     if explicit:
         root = Path(explicit).expanduser()
         if not root.is_dir():
             raise DatasetLayoutError(
-                f"{dataset.upper()} root {root} does not exist; pass the folder that holds "
-                f"{MARKERS[dataset]} (e.g. --{dataset}-root /path/to/data)"
+                f"{name.upper()} root {root} does not exist; pass the folder that holds "
+                f"{markers} (e.g. --{name}-root /path/to/data)"
             )
-        if not _has_marker(root, dataset):
+        if not definition.has_marker(root):
             raise DatasetLayoutError(
-                f"{dataset.upper()} root {root} has no {MARKERS[dataset]}; pass the folder of "
-                f"the Kaggle download that holds it"
+                f"{name.upper()} root {root} has no {markers}; pass the folder of the Kaggle "
+                f"download that holds it"
             )
         return root
     if KAGGLE_INPUT.is_dir():
-        for rel in KAGGLE_CANDIDATES[dataset]:
-            if _has_marker(KAGGLE_INPUT / rel, dataset):
+        for rel in definition.kaggle:
+            if definition.has_marker(KAGGLE_INPUT / rel):
                 return KAGGLE_INPUT / rel
-        for marker in KAGGLE_INPUT.glob(f"*/**/{MARKERS[dataset]}"):
-            return marker.parent
+        for marker in definition.markers:
+            for found in KAGGLE_INPUT.glob(f"*/**/{marker}"):
+                return found.parent
     return None

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrlib.data.labels import CLASSES, check_dataset
 from cxrlib.errors import UserError
 from cxrlib.fileio import atomic_write
 from cxrlib.paths import data_root
@@ -40,46 +39,20 @@ class SplitFiles:
     classes: str
     parts: dict[str, str]
     sha256: dict[str, str]
+    path_prefix: str = ""  #: the folder their lines start with (only the file name is used)
+    class_folders: bool = False  #: lines name a folder per first positive class (CXR14)
 
     def names(self) -> list[str]:
         return [self.classes, *self.parts.values()]
 
 
-SPLIT_FILES: dict[str, SplitFiles] = {
-    "cxr14": SplitFiles(
-        folder="chest14",
-        classes="add72_chest14_classes.txt",
-        parts={
-            "train": "add72_chest14_train_labels.txt",
-            "val": "add72_chest14_val_labels.txt",
-            "test": "add72_chest14_test_labels.txt",
-        },
-        sha256={
-            "add72_chest14_classes.txt": "2545c8291c3d85b0f792bbd7995d04d2f2ce709d086b0610a715a992962a261f",  # noqa: E501
-            "add72_chest14_train_labels.txt": "75f146b4ec7ac554396995538f2f026116e7a7ad75d7f21bb7773f87bb1b1f45",  # noqa: E501
-            "add72_chest14_val_labels.txt": "bd8d3f01240a41228b0ac8aa902487cdb44aece7fa76362608428b144d27f946",  # noqa: E501
-            "add72_chest14_test_labels.txt": "947b820d2cd70560343f1d9f934abe1f51a9a16237a9a92b66d22b3a0354c377",  # noqa: E501
-        },
-    ),
-    "cxr11": SplitFiles(
-        folder="chest11",
-        classes="chest_x-rays11_multi_label_classes.txt",
-        parts={
-            "train": "chest_x-rays11_kaggle_train.txt",
-            "val": "chest_x-rays11_kaggle_val.txt",
-            "test": "chest_x-rays11_kaggle_test.txt",
-        },
-        sha256={
-            "chest_x-rays11_multi_label_classes.txt": "fd93159d5929288468d9112f6e11bed7214e89b533bcffec6a4879adb6a55c66",  # noqa: E501
-            "chest_x-rays11_kaggle_train.txt": "d35b87e6da4731f0736f3389751ac52b598d1f90fee6ba05361ba371a0817ac8",  # noqa: E501
-            "chest_x-rays11_kaggle_val.txt": "feb236df7d4381a9e8886745c31c2158a4051e4b88b21c2b71e1c50e719d95c9",  # noqa: E501
-            "chest_x-rays11_kaggle_test.txt": "2175d201c25f4c72ccaf2821fb47455b4d07162bd5fcc765aace3753a2cf176c",  # noqa: E501
-        },
-    ),
-}
+def _definition(dataset):
+    from cxrlib.data.datasets import get_dataset  # the definitions hold the split files
 
-#: The papers' split sizes (train, val, test).
-PAPER_SPLIT_SIZES = {"cxr14": (46563, 3624, 1572), "cxr11": (21059, 6016, 3008)}
+    definition = get_dataset(dataset)
+    if definition.split_files is None:
+        raise SplitFileError(f"{definition.name} has no split files of the papers' authors")
+    return definition
 
 
 class SplitFileError(UserError, ValueError):
@@ -102,7 +75,7 @@ def fetch_split_files(
     Files already present with the right SHA-256 are not downloaded again. A download whose
     checksum differs is refused and nothing is written.
     """
-    spec = SPLIT_FILES[check_dataset(dataset)]
+    spec = _definition(dataset).split_files
     folder = (dest or data_root() / "splits" / AUTHORS_COMMIT[:7]) / spec.folder
     for name in spec.names():
         target = folder / name
@@ -138,7 +111,7 @@ def fetch_split_files(
 
 def verify_split_files(dataset: str, folder: Path) -> None:
     """Raise :class:`SplitFileError` naming the first file whose SHA-256 is not the authors'."""
-    spec = SPLIT_FILES[check_dataset(dataset)]
+    spec = _definition(dataset).split_files
     for name in spec.names():
         path = Path(folder) / name
         if not path.is_file():
@@ -151,14 +124,15 @@ def verify_split_files(dataset: str, folder: Path) -> None:
 
 def read_split_classes(dataset: str, folder: Path) -> list[str]:
     """The class list of a split folder; it must equal the dataset's, in order."""
-    path = Path(folder) / SPLIT_FILES[check_dataset(dataset)].classes
+    definition = _definition(dataset)
+    path = Path(folder) / definition.split_files.classes
     if not path.is_file():
         raise SplitFileError(f"{path} is missing: is {folder} the {dataset} split folder?")
     classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if tuple(classes) != CLASSES[dataset]:
+    if tuple(classes) != definition.classes:
         raise SplitFileError(
-            f"{path} lists classes {classes}, expected {list(CLASSES[dataset])} in this order; "
-            f"it does not belong to {dataset}"
+            f"{path} lists classes {classes}, expected {list(definition.classes)} in this "
+            f"order; it does not belong to {dataset}"
         )
     return classes
 
@@ -189,7 +163,7 @@ def read_split_file(path: Path, num_classes: int) -> pd.DataFrame:
 def read_paper_split(dataset: str, folder: Path) -> pd.DataFrame:
     """All parts of the papers' split: ``image_id``, ``split`` and the label matrix as
     columns named by class."""
-    spec = SPLIT_FILES[check_dataset(dataset)]
+    spec = _definition(dataset).split_files
     classes = read_split_classes(dataset, folder)
     parts = []
     for split, name in spec.parts.items():

@@ -9,8 +9,9 @@ import seaborn as sns
 from matplotlib.patches import Rectangle
 
 from cxrlib.data.cache import original_size
+from cxrlib.data.datasets import get_dataset
 from cxrlib.data.prepare import PreparedDataset
-from cxrlib.data.splits import PAPER_SPLIT_SIZES, SPLIT_NAMES, leakage_report
+from cxrlib.data.splits import SPLIT_NAMES, leakage_report
 
 
 def split_sizes_table(prepared: dict[str, PreparedDataset]) -> pd.DataFrame:
@@ -27,14 +28,16 @@ def split_sizes_table(prepared: dict[str, PreparedDataset]) -> pd.DataFrame:
                     "total": len(data.table),
                 }
             )
-        rows.append(
-            {
-                "dataset": name.upper(),
-                "split": "published (papers)",
-                **dict(zip(SPLIT_NAMES, PAPER_SPLIT_SIZES[name], strict=True)),
-                "total": sum(PAPER_SPLIT_SIZES[name]),
-            }
-        )
+        published = get_dataset(name).paper_split_sizes
+        if published is not None:
+            rows.append(
+                {
+                    "dataset": name.upper(),
+                    "split": "published (papers)",
+                    **dict(zip(SPLIT_NAMES, published, strict=True)),
+                    "total": sum(published),
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrlib.data.labels import CLASSES, CXR11_CSV_COLUMNS, NIH_BBOX_SPELLING, check_dataset
+from cxrlib.data.labels import CXR11_CLASSES, CXR11_CSV_COLUMNS, CXR14_CLASSES, NIH_BBOX_SPELLING
 from cxrlib.errors import UserError
 
 NIH_METADATA_NAMES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")
@@ -43,10 +43,7 @@ class LabelledImages:
     table: pd.DataFrame
     boxes: pd.DataFrame = field(default_factory=pd.DataFrame)
     lines: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return CLASSES[self.dataset]
+    classes: tuple[str, ...] = ()  #: the label columns, in the papers' order
 
     def labels(self) -> np.ndarray:
         """The N×K 0/1 label matrix (uint8) in the papers' class order."""
@@ -109,7 +106,7 @@ def read_nih_metadata(csv_path: Path, abnormal_only: bool = True) -> pd.DataFram
     """
     frame = _read_csv(csv_path, NIH_REQUIRED_COLUMNS)
     findings = frame["Finding Labels"].astype(str).str.split("|")
-    known = set(CLASSES["cxr14"]) | {"No Finding"}
+    known = set(CXR14_CLASSES) | {"No Finding"}
     unknown = sorted(set(findings.explode()) - known)
     if unknown:
         raise DatasetLayoutError(f"{csv_path}: unknown finding labels {unknown[:5]}")
@@ -120,7 +117,7 @@ def read_nih_metadata(csv_path: Path, abnormal_only: bool = True) -> pd.DataFram
             "view": frame["View Position"].astype(str),
         }
     )
-    for name in CLASSES["cxr14"]:
+    for name in CXR14_CLASSES:
         out[name] = findings.map(lambda labels, n=name: n in labels).astype(np.uint8)
     duplicated = out["image_id"][out["image_id"].duplicated()]
     if len(duplicated):
@@ -136,7 +133,7 @@ def read_nih_boxes(csv_path: Path) -> pd.DataFrame:
     frame = frame.iloc[:, :6]
     frame.columns = ["image_id", "label", "x", "y", "w", "h"]
     frame["label"] = frame["label"].replace(NIH_BBOX_SPELLING)
-    unknown = sorted(set(frame["label"]) - set(CLASSES["cxr14"]))
+    unknown = sorted(set(frame["label"]) - set(CXR14_CLASSES))
     if unknown:
         raise DatasetLayoutError(f"{csv_path}: unknown box labels {unknown}")
     return frame
@@ -153,7 +150,7 @@ def load_cxr14(root: str | Path) -> LabelledImages:
     table.insert(1, "path", table["image_id"].map(files).fillna(""))
     boxes_csv = root / "BBox_List_2017.csv"
     boxes = read_nih_boxes(boxes_csv) if boxes_csv.is_file() else pd.DataFrame()
-    return LabelledImages("cxr14", root, table, boxes=boxes)
+    return LabelledImages("cxr14", root, table, boxes=boxes, classes=CXR14_CLASSES)
 
 
 def read_ranzcr_annotations(csv_path: Path) -> pd.DataFrame:
@@ -188,7 +185,7 @@ def load_cxr11(root: str | Path) -> LabelledImages:
             "patient_id": frame["PatientID"].astype(str),
         }
     )
-    for column, name in zip(CXR11_CSV_COLUMNS, CLASSES["cxr11"], strict=True):
+    for column, name in zip(CXR11_CSV_COLUMNS, CXR11_CLASSES, strict=True):
         values = frame[column]
         if not values.isin([0, 1]).all():
             raise DatasetLayoutError(f"{csv_path}: column {column!r} holds values other than 0/1")
@@ -200,10 +197,11 @@ def load_cxr11(root: str | Path) -> LabelledImages:
     table.insert(1, "path", table["image_id"].map(files).fillna(""))
     annotations = root / "train_annotations.csv"
     lines = read_ranzcr_annotations(annotations) if annotations.is_file() else pd.DataFrame()
-    return LabelledImages("cxr11", root, table, lines=lines)
+    return LabelledImages("cxr11", root, table, lines=lines, classes=CXR11_CLASSES)
 
 
 def load_dataset(dataset: str, root: str | Path) -> LabelledImages:
-    """Read ``dataset`` (``cxr14`` or ``cxr11``) from its Kaggle layout under ``root``."""
-    loaders = {"cxr14": load_cxr14, "cxr11": load_cxr11}
-    return loaders[check_dataset(dataset)](root)
+    """Read ``dataset`` (a name of :mod:`cxrlib.data.datasets`) from its layout under ``root``."""
+    from cxrlib.data.datasets import get_dataset  # the definitions import these readers
+
+    return get_dataset(dataset).read(Path(root))
