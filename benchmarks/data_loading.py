@@ -93,7 +93,7 @@ def main() -> None:
             labels = np.zeros((len(rows_10k), 1), dtype=np.float32)
             for workers in (0, 1, 2):
                 cached = make_loader(
-                    CachedImageDataset(cache.images, rows_10k, labels, flip=True),
+                    CachedImageDataset(cache.pixels, rows_10k, labels, flip=True),
                     args.batch_size,
                     shuffle=True,
                     num_workers=workers,

@@ -61,7 +61,10 @@ DATASET_HELP = "cxr14, cxr11, or csv:/path/to/labels.csv (your own images; see t
 
 
 def _add_phantom_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", choices=["cxr14", "cxr11", "all"], default="all")
+    from cxrlib.data.datasets import REGISTRY
+
+    phantoms = [name for name, definition in REGISTRY.items() if definition.phantom]
+    parser.add_argument("--dataset", choices=[*phantoms, "all"], default="all")
     parser.add_argument("--num-images", type=int, help="images per dataset (default: profile)")
     parser.add_argument("--image-size", type=int, default=256, help="pixels (default 256)")
     parser.add_argument("--seed", type=int, default=0)
@@ -96,7 +99,7 @@ def _cmd_prepare(args: argparse.Namespace, config: Config) -> int:
 
     for dataset in dataset_names(args.dataset):
         data = prepare_dataset(config, dataset, workers=args.workers)
-        sizes = data.table["split"].value_counts().to_dict()
+        sizes = data.table["part"].value_counts().to_dict()
         print(
             f"{dataset}: {len(data.table)} images, {config.data.split} split {sizes}, "
             f"cache {data.cache.folder}"

@@ -167,7 +167,7 @@ def localisation_table(
     test = data.part("test").set_index("image_id")
     size = data.cache.size
     rows = []
-    truth = data.images.boxes if len(data.images.boxes) else data.images.lines
+    truth = data.labelled.boxes if len(data.labelled.boxes) else data.labelled.lines
     if truth.empty:
         return pd.DataFrame()
     for label, group in truth.groupby("label"):
@@ -182,7 +182,7 @@ def localisation_table(
             chunk = group.iloc[start : start + batch_size]
             rows_idx = test.loc[chunk["image_id"], "cache_row"].to_numpy()
             x = to_model_input(
-                torch.from_numpy(np.asarray(data.cache.images[rows_idx])).unsqueeze(1)
+                torch.from_numpy(np.asarray(data.cache.pixels[rows_idx])).unsqueeze(1)
             )
             cams = gradcam_maps(model, x, [k] * len(chunk), branch)
             for cam, (_, item) in zip(cams, chunk.iterrows(), strict=True):
@@ -229,7 +229,7 @@ def plot_cam_grid(
     test = data.part("test").set_index("image_id")
     x = to_model_input(
         torch.from_numpy(
-            np.asarray(data.cache.images[test.loc[image_ids, "cache_row"].to_numpy()])
+            np.asarray(data.cache.pixels[test.loc[image_ids, "cache_row"].to_numpy()])
         ).unsqueeze(1)
     )
     targets = [data.classes.index(c) for c in classes]
@@ -243,7 +243,7 @@ def plot_cam_grid(
         squeeze=False,
     )
     for i, (image_id, cls) in enumerate(zip(image_ids, classes, strict=True)):
-        image = data.cache.images[test.loc[image_id, "cache_row"]]
+        image = data.cache.pixels[test.loc[image_id, "cache_row"]]
         axes[i, 0].imshow(image, cmap="gray")
         axes[i, 0].set_title(cls, fontsize=8)
         for j, name in enumerate(models, start=1):

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 #: The two models of the papers.
 MAIN_MODELS = ("ctranscnn_tiny", "chexnet_tiny")
-#: CTransCNN without each of its modules (``-<module>`` removes that module); the paper's
+#: CTransCNN without each of its modules (``-no_<module>``); the paper's
 #: ablation is not public, so these have no published counterpart.
 CTRANSCNN_VARIANTS = (
     "ctranscnn_tiny",
-    "ctranscnn_tiny-mmaef",
-    "ctranscnn_tiny-mbr",
-    "ctranscnn_tiny-iim",
-    "ctranscnn_tiny-coupling",
+    "ctranscnn_tiny-no_mmaef",
+    "ctranscnn_tiny-no_mbr",
+    "ctranscnn_tiny-no_iim",
+    "ctranscnn_tiny-no_coupling",
 )
 #: CheXNet Table 3: the baseline, M1-M5 and the full model.
 CHEXNET_VARIANTS = (

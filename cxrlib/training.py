@@ -345,7 +345,7 @@ def train_one_epoch(session: Session, limits: Limits, progress: bool = True) -> 
 def validate(session: Session) -> dict:
     """Metrics of the current model on the validation part (rank 0)."""
     data = session.data
-    scores = predict(session.model, data.cache.images, data.cache_rows("val"), session.runtime)
+    scores = predict(session.model, data.cache.pixels, data.cache_rows("val"), session.runtime)
     return evaluate(data.labels("val"), scores)
 
 
@@ -410,7 +410,7 @@ def evaluate_test(session: Session) -> RunResult:
     model.load_state_dict(best["model"])
     model.to(session.runtime.device)
     test = data.part("test")
-    scores = predict(model, data.cache.images, test["cache_row"].to_numpy(), session.runtime)
+    scores = predict(model, data.cache.pixels, test["cache_row"].to_numpy(), session.runtime)
     labels = test[list(data.classes)].to_numpy()
     run.write_predictions(
         Predictions(test["image_id"].tolist(), list(data.classes), labels, scores)
@@ -471,7 +471,7 @@ def start_session(config: Config, dataset: DatasetDef, run: RunFolder, progress:
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
     loader = make_loader(
         CachedImageDataset(
-            data.cache.images,
+            data.cache.pixels,
             data.cache_rows("train"),
             data.labels("train"),
             flip=True,

@@ -41,9 +41,9 @@ def test_gray8_conversions():
 
 def test_build_and_read_back_pixel_exact(images, tmp_path):
     cache = build_cache([f"id{i}" for i in range(10)], images, 32, tmp_path / "c", "t", workers=2)
-    assert cache.images.shape == (10, 32, 32) and cache.images.dtype == np.uint8
+    assert cache.pixels.shape == (10, 32, 32) and cache.pixels.dtype == np.uint8
     for row, path in enumerate(images):
-        assert np.array_equal(cache.images[row], load_image(path, 32))
+        assert np.array_equal(cache.pixels[row], load_image(path, 32))
     assert cache.rows_of(["id3", "id0"]).tolist() == [3, 0]
     assert not list((tmp_path / "c").glob("*.partial"))
     # built once: a second call reuses the folder without decoding anything
@@ -57,7 +57,7 @@ def test_changed_parameters_or_files_rebuild(images, tmp_path):
     assert build_cache(ids, images, 48, tmp_path / "c", "t", workers=0).folder != first.folder
     Image.fromarray(np.zeros((50, 50), dtype=np.uint8)).save(images[0])
     rebuilt = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
-    assert rebuilt.folder != first.folder and rebuilt.images[0].max() == 0
+    assert rebuilt.folder != first.folder and rebuilt.pixels[0].max() == 0
 
 
 def test_interrupted_build_resumes(images, tmp_path, monkeypatch):
@@ -80,7 +80,7 @@ def test_interrupted_build_resumes(images, tmp_path, monkeypatch):
     cache = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
     assert len(decoded) == 4  # 6 of 10 were done before the interruption
     for row, path in enumerate(images):
-        assert np.array_equal(cache.images[row], real_load(path, 32))
+        assert np.array_equal(cache.pixels[row], real_load(path, 32))
 
 
 def test_truncated_image_is_reported_not_dropped(images, tmp_path):
@@ -112,15 +112,15 @@ def test_one_changed_file_decodes_only_it_and_replaces_the_old_cache(images, tmp
     assert decoded == [images[0]]
     assert not first.folder.exists() and other_size.folder.exists()  # only the superseded one
     for row, path in enumerate(images):
-        assert np.array_equal(rebuilt.images[row], load_image(path, 32))
+        assert np.array_equal(rebuilt.pixels[row], load_image(path, 32))
 
 
 @pytest.mark.parametrize("damage", ["missing meta", "garbled meta", "zeroed pixels"])
 def test_a_damaged_cache_is_detected_and_rebuilt(damage, images, tmp_path, monkeypatch):
     ids = [f"id{i}" for i in range(10)]
     first = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
-    expected = np.array(first.images)
-    del first.images
+    expected = np.array(first.pixels)
+    del first.pixels
     if damage == "missing meta":
         (first.folder / "meta.json").unlink()
     elif damage == "garbled meta":
@@ -131,7 +131,7 @@ def test_a_damaged_cache_is_detected_and_rebuilt(damage, images, tmp_path, monke
     decoded = _decode_counter(monkeypatch)
     with pytest.warns(UserWarning, match="rebuilding the image cache"):
         again = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
-    assert len(decoded) == 10 and np.array_equal(np.asarray(again.images), expected)
+    assert len(decoded) == 10 and np.array_equal(np.asarray(again.pixels), expected)
 
 
 def test_a_full_disk_gives_a_clear_message_and_no_cache(images, tmp_path, monkeypatch):

@@ -39,11 +39,11 @@ def test_a_csv_dataset_trains_with_a_patient_disjoint_split(labels_csv):
     data = prepare_dataset(config, f"csv:{labels_csv}", progress=False)
     assert data.classes == ("ETT_Normal", "NGT_Normal", "CVC_Normal")
     assert data.source == "real" and len(data.table) == 120
-    assert (leakage_report(data.table)["shared_patients"] == 0).all()
+    assert (leakage_report(data.table, "part")["shared_patients"] == 0).all()
     result = train_run(config, f"csv:{labels_csv}", progress=False)
     assert result.finished and result.metrics["classes"] == list(data.classes)
     assert result.folder.parts[-4].startswith("csv-labels-")
-    assert len(result.predictions().image_ids) == (data.table["split"] == "test").sum()
+    assert len(result.predictions().image_ids) == (data.table["part"] == "test").sum()
 
 
 def test_a_csv_dataset_through_the_cli(labels_csv, capsys):

@@ -60,28 +60,28 @@ def _names_removed(variant, full):
 
 
 def test_removing_iim_removes_exactly_the_gates():
-    added, removed = _names_removed("ctranscnn_tiny-iim", "ctranscnn_tiny")
+    added, removed = _names_removed("ctranscnn_tiny-no_iim", "ctranscnn_tiny")
     assert not added and removed
     assert all(".c2t.gate" in n or ".t2c.refine" in n for n in removed)
 
 
 def test_removing_mmaef_removes_exactly_the_second_attention():
-    added, removed = _names_removed("ctranscnn_tiny-mmaef", "ctranscnn_tiny")
+    added, removed = _names_removed("ctranscnn_tiny-no_mmaef", "ctranscnn_tiny")
     assert not added and removed
     assert all(".attn2." in n or ".norm2." in n for n in removed)
     # and the remaining attention switches from sigmoid-softmax to softmax
-    model = create_model("ctranscnn_tiny-mmaef", 5, **MICRO)
+    model = create_model("ctranscnn_tiny-no_mmaef", 5, **MICRO)
     assert not model.blocks[0].token_layer.attn.sigmoid_logits
 
 
 def test_removing_mbr_removes_exactly_its_extra_branches():
-    added, removed = _names_removed("ctranscnn_tiny-mbr", "ctranscnn_tiny")
+    added, removed = _names_removed("ctranscnn_tiny-no_mbr", "ctranscnn_tiny")
     assert not added and removed
     assert all(n.split(".")[-2] in ("outer", "outer_bn", "inner") for n in removed)
 
 
 def test_no_coupling_removes_exactly_the_couplings():
-    added, removed = _names_removed("ctranscnn_tiny-coupling", "ctranscnn_tiny")
+    added, removed = _names_removed("ctranscnn_tiny-no_coupling", "ctranscnn_tiny")
     assert not added and all(".c2t." in n or ".t2c." in n for n in removed)
 
 

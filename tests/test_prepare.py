@@ -34,14 +34,14 @@ def _phantom_root(config, dataset):
 @pytest.mark.parametrize("dataset", ["cxr14", "cxr11"])
 def test_prepare_phantom_end_to_end(config, dataset):
     data = prepare_dataset(config, dataset, workers=0, progress=False)
-    assert set(data.table["split"]) == {"train", "val", "test"}
-    assert data.cache.images.shape[1:] == (64, 64)
+    assert set(data.table["part"]) == {"train", "val", "test"}
+    assert data.cache.pixels.shape[1:] == (64, 64)
     assert len(data.label_disagreements) == 0
     rows = data.cache_rows("test")
     assert len(rows) == len(data.labels("test")) > 0
     patient = load_config("smoke", split="patient", **SMALL)
     other = prepare_dataset(patient, dataset, workers=0, progress=False)
-    assert (other.table["split"] == other.table["patient_split"]).all()
+    assert (other.table["part"] == other.table["patient_split"]).all()
 
 
 def test_missing_images_error_and_explicit_subset(config):

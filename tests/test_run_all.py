@@ -97,6 +97,7 @@ def test_parameters_reach_the_notebooks_and_are_validated(tmp_path):
         "config, extras = config_and_extras(globals(), MODELS=list)\n"
         "assert config.train.epochs == 5 and extras['MODELS'] == ['resnet50', 'densenet121']\n"
         "assert config.train.lr == 0.004\n"
+        "print('progress-line-from-the-notebook')\n"
     )
     _notebook(
         project / "notebooks" / "01_params.ipynb",
@@ -116,6 +117,8 @@ def test_parameters_reach_the_notebooks_and_are_validated(tmp_path):
         "MODELS: [resnet50, densenet121]",
     )
     assert ok.returncode == 0, ok.stderr[-2000:]
+    # what the notebook prints reaches the terminal while it runs (papermill --log-output)
+    assert "progress-line-from-the-notebook" in ok.stdout + ok.stderr
     bad = run(project / "run_all.sh", "--results-dir", out, "--set", "EPOCS=5")
     assert bad.returncode != 0
     executed = (tmp_path / "out" / "smoke" / "executed" / "01_params.ipynb").read_text()

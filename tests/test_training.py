@@ -141,7 +141,7 @@ def _untrained_val_auc(config):
     data = prepare_dataset(config, "cxr14", progress=False)
     torch.manual_seed(config.train.seed)
     model = create_model(config.model.model, 14, size="micro")
-    scores = predict(model, data.cache.images, data.cache_rows("val"), cpu_runtime())
+    scores = predict(model, data.cache.pixels, data.cache_rows("val"), cpu_runtime())
     return evaluate(data.labels("val"), scores)["mean_auc"]
 
 

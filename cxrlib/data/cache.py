@@ -127,15 +127,18 @@ def _probe_digest(images: np.ndarray) -> str:
 
 @dataclass
 class ImageCache:
-    """A finished cache: ``images[row]`` (``size × size`` uint8) shows ``image_ids[row]``."""
+    """A finished cache: ``pixels[row]`` (``size × size`` uint8) shows ``image_ids[row]``.
+
+    (The pixels; the table of labelled images is :class:`cxrlib.data.tables.LabelledImages`.)
+    """
 
     folder: Path
-    images: np.ndarray
+    pixels: np.ndarray
     image_ids: list[str]
 
     @property
     def size(self) -> int:
-        return int(self.images.shape[1])
+        return int(self.pixels.shape[1])
 
     def rows_of(self, image_ids: Sequence[str]) -> np.ndarray:
         """Cache rows of ``image_ids`` (KeyError names the first unknown id)."""
@@ -202,7 +205,7 @@ def _reuse_rows(old: ImageCache, old_entries: list[str], entries: list[str], ima
     pairs = [(new, lookup[e]) for new, e in enumerate(entries) if e in lookup and not done[new]]
     for start in range(0, len(pairs), 1024):
         new_rows, old_rows = (list(x) for x in zip(*pairs[start : start + 1024], strict=True))
-        images[new_rows] = old.images[old_rows]
+        images[new_rows] = old.pixels[old_rows]
         done[new_rows] = 1
     images.flush()
     done.flush()

@@ -40,12 +40,13 @@ class MissingImagesError(UserError, FileNotFoundError):
 @dataclass
 class PreparedDataset:
     """A dataset ready for training: ``table`` rows are the images used, with columns
-    ``image_id, path, patient_id, <classes>, paper_split, patient_split, split, cache_row``."""
+    ``image_id, path, patient_id, <classes>, paper_split, patient_split, part, cache_row``:
+    ``part`` is the train/val/test part of the selected split (SPLIT: paper or patient)."""
 
     dataset: str
     source: str  #: phantom or real (a CSV dataset is real: your own images)
     split_name: str
-    images: LabelledImages
+    labelled: LabelledImages  #: the dataset as read (all its images, boxes, lines)
     table: pd.DataFrame
     cache: ImageCache
     label_disagreements: pd.DataFrame
@@ -53,13 +54,13 @@ class PreparedDataset:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        return self.images.classes
+        return self.labelled.classes
 
     def part(self, name: str) -> pd.DataFrame:
         """The rows of one part (``train``, ``val`` or ``test``) of the selected split."""
         if name not in SPLIT_NAMES:
             raise ValueError(f"unknown part {name!r}; allowed: {', '.join(SPLIT_NAMES)}")
-        return self.table[self.table["split"] == name]
+        return self.table[self.table["part"] == name]
 
     def labels(self, name: str) -> np.ndarray:
         return self.part(name)[list(self.classes)].to_numpy(dtype=np.float32)
@@ -69,7 +70,7 @@ class PreparedDataset:
 
     def split_hash(self) -> str:
         """A digest of which image is in which part with which labels (the data a run saw)."""
-        columns = ["image_id", "split", *self.classes]
+        columns = ["image_id", "part", *self.classes]
         text = self.table[columns].sort_values("image_id").to_csv(index=False)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -209,7 +210,7 @@ def prepare_dataset(
     table["patient_split"] = patient_split(
         table["patient_id"], fractions, seed=config.data.split_seed
     )
-    table["split"] = table[f"{config.data.split}_split"]
+    table["part"] = table[f"{config.data.split}_split"]  # train/val/test of the chosen split
     cache = build_cache(
         table["image_id"].tolist(),
         table["path"].tolist(),
@@ -225,7 +226,7 @@ def prepare_dataset(
         dataset=dataset,
         source=source,
         split_name=config.data.split,
-        images=images,
+        labelled=images,
         table=table,
         cache=cache,
         label_disagreements=disagreements,

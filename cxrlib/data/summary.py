@@ -44,7 +44,7 @@ def split_sizes_table(prepared: dict[str, PreparedDataset]) -> pd.DataFrame:
 def class_positives_table(data: PreparedDataset) -> pd.DataFrame:
     """Positive images per class and part of the selected split."""
     classes = list(data.classes)
-    frame = data.table.groupby("split")[classes].sum().T.reindex(columns=list(SPLIT_NAMES))
+    frame = data.table.groupby("part")[classes].sum().T.reindex(columns=list(SPLIT_NAMES))
     frame = frame.fillna(0).astype(int).rename_axis("class").reset_index()
     frame.insert(0, "dataset", data.dataset.upper())
     return frame
@@ -108,7 +108,7 @@ def plot_samples(data: PreparedDataset, count: int, title: str, seed: int = 0) -
     )
     size = data.cache.size
     for ax, (_, row) in zip(np.ravel(axes), rows.iterrows(), strict=False):
-        ax.imshow(data.cache.images[row["cache_row"]], cmap="gray", vmin=0, vmax=255)
+        ax.imshow(data.cache.pixels[row["cache_row"]], cmap="gray", vmin=0, vmax=255)
         positives = [c for c in data.classes if row[c]]
         ax.set_title("\n".join(positives) or "(no label)", fontsize=7)
         _overlay_annotations(ax, data, row, size)
@@ -121,7 +121,7 @@ def plot_samples(data: PreparedDataset, count: int, title: str, seed: int = 0) -
 
 def _overlay_annotations(ax, data: PreparedDataset, row: pd.Series, size: int) -> None:
     """Draw NIH boxes or RANZCR line points, rescaled from the original to the cache size."""
-    boxes, lines = data.images.boxes, data.images.lines
+    boxes, lines = data.labelled.boxes, data.labelled.lines
     if len(boxes):
         mine = boxes[boxes["image_id"] == row["image_id"]]
         if len(mine):

@@ -92,22 +92,22 @@ REGISTRY: dict[str, ModelSpec] = {
             "ctranscnn_tiny", "CTransCNN (KBS 2023): MMAEF + MBR + IIM, 0.9/0.1 heads", CTRANSCNN
         ),
         ModelSpec(
-            "ctranscnn_tiny-mmaef",
+            "ctranscnn_tiny-no_mmaef",
             "CTransCNN without MMAEF (softmax attention)",
             replace(CTRANSCNN, attention="softmax"),
         ),
         ModelSpec(
-            "ctranscnn_tiny-mbr",
+            "ctranscnn_tiny-no_mbr",
             "CTransCNN without MBR (bottleneck conv blocks)",
             replace(CTRANSCNN, conv_block="bottleneck"),
         ),
         ModelSpec(
-            "ctranscnn_tiny-iim",
+            "ctranscnn_tiny-no_iim",
             "CTransCNN without IIM (Conformer's ungated FCU)",
             replace(CTRANSCNN, coupling="fcu"),
         ),
         ModelSpec(
-            "ctranscnn_tiny-coupling",
+            "ctranscnn_tiny-no_coupling",
             "CTransCNN without any coupling (independent branches)",
             replace(CTRANSCNN, coupling="none"),
         ),

@@ -15,10 +15,10 @@ from cxrlib.models.registry import create_model, get_spec
 
 #: Each ablation, the full model it is compared with, and the one switch that differs.
 ABLATIONS: dict[str, tuple[str, str]] = {
-    "ctranscnn_tiny-mmaef": ("ctranscnn_tiny", "attention"),
-    "ctranscnn_tiny-mbr": ("ctranscnn_tiny", "conv_block"),
-    "ctranscnn_tiny-iim": ("ctranscnn_tiny", "coupling"),
-    "ctranscnn_tiny-coupling": ("ctranscnn_tiny", "coupling"),
+    "ctranscnn_tiny-no_mmaef": ("ctranscnn_tiny", "attention"),
+    "ctranscnn_tiny-no_mbr": ("ctranscnn_tiny", "conv_block"),
+    "ctranscnn_tiny-no_iim": ("ctranscnn_tiny", "coupling"),
+    "ctranscnn_tiny-no_coupling": ("ctranscnn_tiny", "coupling"),
     "chexnet_m5": ("chexnet_tiny", "label_decoder"),
     "chexnet_m4": ("chexnet_m5", "label_decoder"),
     "chexnet_m3": ("chexnet_m5", "coupling"),
