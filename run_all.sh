@@ -173,6 +173,8 @@ fi
 RESULTS="${CXRLIB_RESULTS_DIR:-$ROOT/results}"
 EXECUTED="$RESULTS/$PROFILE/executed"
 mkdir -p "$EXECUTED"
+# Temp files of table/figure/report writes that a killed earlier run left (cxrlib.fileio).
+find "$RESULTS/$PROFILE" -name '.*.tmp' -type f -delete 2>/dev/null || true
 
 NOTEBOOKS=()
 for nb in "$ROOT"/notebooks/[0-9][0-9]_*.ipynb; do

@@ -55,6 +55,15 @@ def collect_runs(profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
+#: How a run was computed (the report's second table).
+COMPUTATION_COLUMNS = [
+    "epochs",
+    "GPUs/processes",
+    "per-device batch",
+    "grad accum",
+    "global batch",
+    "precision",
+]
 RUN_COLUMNS = [
     "dataset",
     "split",
@@ -63,12 +72,7 @@ RUN_COLUMNS = [
     "mean AUC",
     "CI low",
     "CI high",
-    "epochs",
-    "GPUs/processes",
-    "per-device batch",
-    "grad accum",
-    "global batch",
-    "precision",
+    *COMPUTATION_COLUMNS,
     "not comparable because",
 ]
 
@@ -151,24 +155,7 @@ def build_report(config: Config, expected_models: list[str] | None = None) -> st
         )
     lines.append(_markdown(pd.DataFrame(rows)))
     lines += ["", "## How each run was computed", ""]
-    lines.append(
-        _markdown(
-            runs[
-                [
-                    "dataset",
-                    "split",
-                    "model",
-                    "seed",
-                    "epochs",
-                    "GPUs/processes",
-                    "per-device batch",
-                    "grad accum",
-                    "global batch",
-                    "precision",
-                ]
-            ]
-        )
-    )
+    lines.append(_markdown(runs[["dataset", "split", "model", "seed", *COMPUTATION_COLUMNS]]))
     lines += ["", "## The papers' published mean AUC (for reference)", ""]
     lines.append(_markdown(published_mean_auc_table().reset_index()))
     lines += ["", "## The papers' split beside the patient-disjoint split (main models)", ""]

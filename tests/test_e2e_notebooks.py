@@ -106,11 +106,13 @@ def _check_report(results, runs):
     assert "| yes |" in report and "| no |" not in report  # every item was produced
     finished = sorted(runs.glob("*/paper/*/seed0/metrics.json"))
     assert len(finished) >= 40  # both datasets: variants, baselines and our two models
+    start = report.index("## Mean test AUC, ours beside the papers'")
+    beside = report[start : report.index("\n## ", start + 1)].splitlines()
     for path in finished:
         mean_auc = json.loads(path.read_text())["test"]["mean_auc"]
         model = path.parts[-3]
-        rows = [line for line in report.splitlines() if f"| {model} " in line]
+        rows = [line for line in beside if f"| {model} " in line]
         assert any(f"{mean_auc:.2f}".rstrip("0").rstrip(".") in line for line in rows), path
         # a phantom run is listed with its reason, never beside a published number
-        assert all("phantom data" in line for line in rows if f"{mean_auc:.2f}" in line), path
+        assert all("phantom data" in line for line in rows), path
     assert "78.47" in report  # the published CTransCNN CXR14 mean AUC, for reference
