@@ -38,8 +38,14 @@ def data_label(config: Config, dataset: str | None = None) -> str:
     return label
 
 
-def save_table(df: pd.DataFrame, name: str, config: Config, caption: str = "") -> Path:
-    """Write ``df`` as ``<name>.csv`` and ``<name>.md`` under the profile's tables folder."""
+def save_table(
+    df: pd.DataFrame, name: str, config: Config, caption: str = "", label: str | None = None
+) -> Path:
+    """Write ``df`` as ``<name>.csv`` and ``<name>.md`` under the profile's tables folder.
+
+    ``label`` says where the numbers come from (default :func:`data_label` of ``config``;
+    pass ``data_label(config, dataset)`` for a table of one dataset, e.g. your CSV).
+    """
     folder = ResultsLayout(config.profile).tables
     csv_path = folder / f"{name}.csv"
     with atomic_write(csv_path, "w", encoding="utf-8", newline="") as handle:
@@ -47,7 +53,7 @@ def save_table(df: pd.DataFrame, name: str, config: Config, caption: str = "") -
     lines = [f"# {name}", ""]
     if caption:
         lines += [caption, ""]
-    lines += [f"_Profile `{config.profile}`; {data_label(config)}._", ""]
+    lines += [f"_Profile `{config.profile}`; {label or data_label(config)}._", ""]
     buffer = io.StringIO()
     df.to_markdown(buffer, index=False)
     atomic_write_text(folder / f"{name}.md", "\n".join(lines) + buffer.getvalue() + "\n")

@@ -74,3 +74,30 @@ def test_bad_csv_files_say_what_is_wrong(tmp_path):
         get_dataset(f"csv:{bad}")
     with pytest.raises(DatasetLayoutError, match="does not exist"):
         get_dataset(f"csv:{tmp_path / 'missing.csv'}")
+
+
+@pytest.mark.slow
+def test_notebook_03_trains_on_a_csv_dataset(labels_csv, isolated_outputs):
+    """The training notebook with ``DATASET = "csv:..."``, run by papermill as run_all does."""
+    import papermill
+
+    from tests.conftest import PROJECT_ROOT
+
+    out = isolated_outputs / "03_csv.ipynb"
+    papermill.execute_notebook(
+        str(PROJECT_ROOT / "notebooks" / "03_train_cxr11.ipynb"),
+        str(out),
+        parameters={
+            "DATASET": f"csv:{labels_csv}",
+            "SPLIT": "patient",
+            "MODELS": ["ctranscnn_tiny"],
+            **{k.upper(): v for k, v in {**TINY, "epochs": 1}.items()},
+        },
+        cwd=str(PROJECT_ROOT / "notebooks"),
+        progress_bar=False,
+    )
+    tables = isolated_outputs / "results" / "smoke" / "tables"
+    (auc,) = tables.glob("auc_csv-labels-*_patient.md")
+    text = auc.read_text()
+    assert "your data (labels.csv), patient split" in text and "ETT_Normal" in text
+    assert "phantom" not in text
