@@ -148,11 +148,6 @@ class RunResult:
         """The test predictions (raises :class:`RunNotFinishedError` for an unfinished run)."""
         return self.run.read_predictions()
 
-    def config(self) -> Config:
-        if self.settings is None:
-            raise RunNotFinishedError(f"{self.folder} has no config.json")
-        return config_from_settings(self.settings)
-
     def not_comparable_because(self) -> str | None:
         """None when the run may stand beside a published number: it ran the papers' recipe
         to the end on the real data with the papers' split; else the reasons it may not."""

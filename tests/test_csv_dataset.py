@@ -101,3 +101,16 @@ def test_notebook_03_trains_on_a_csv_dataset(labels_csv, isolated_outputs):
     text = auc.read_text()
     assert "your data (labels.csv), patient split" in text and "ETT_Normal" in text
     assert "phantom" not in text
+
+
+def test_a_new_dataset_is_one_definition(labels_csv, monkeypatch):
+    """Registering one DatasetDef makes a dataset known to the kit by its name."""
+    from dataclasses import replace
+
+    from cxrlib.data import datasets
+
+    mine = replace(datasets.csv_dataset(labels_csv), name="mine")
+    monkeypatch.setitem(datasets.REGISTRY, "mine", mine)
+    assert datasets.get_dataset("mine").classes == ("ETT_Normal", "NGT_Normal", "CVC_Normal")
+    with pytest.raises(ValueError, match="registered already"):
+        datasets.register(mine)
