@@ -38,9 +38,6 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ModelSize = Literal["paper", "micro"]
 LossHeads = Literal["each", "fused", "each+fused"]
 
-#: Environment variables that name the real data roots when no parameter does.
-ROOT_ENV_VARS = {"cxr14_root": "CXR14_ROOT", "cxr11_root": "CXR11_ROOT"}
-
 
 class ConfigError(UserError, ValueError):
     """A profile, parameter name or value that is not allowed; the message says what is."""
@@ -128,6 +125,11 @@ class Config:
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+#: Environment variables that name the real data roots when no parameter does: each
+#: ``*_root`` field of DataConfig, upper case (``cxr14_root`` -> ``$CXR14_ROOT``).
+ROOT_ENV_VARS = {
+    f.name: f.name.upper() for f in dataclasses.fields(DataConfig) if f.name.endswith("_root")
+}
 
 #: Per-profile departures from the dataclass defaults (which are the paper recipe).
 PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {

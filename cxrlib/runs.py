@@ -26,8 +26,9 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,6 @@ class RunFolder:
     """One run's folder and its files."""
 
     path: Path
-    _lock_handle: list = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
     def of(cls, config: Config, dataset: str) -> RunFolder:
@@ -369,8 +369,6 @@ class RunFolder:
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         """Append a timestamped line to ``train.log`` and pass it to :mod:`logging`."""
-        import time
-
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "a", encoding="utf-8") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")

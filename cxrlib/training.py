@@ -451,8 +451,12 @@ def _tensorboard_writer(run: RunFolder):
     return SummaryWriter(str(run.tensorboard_dir))
 
 
-def start_session(config: Config, dataset: DatasetDef, run: RunFolder, progress: bool) -> Session:
-    """Data, runtime, model, optimiser and loader of a run; resumed from ``last.pt`` if any."""
+def start_session(
+    config: Config, dataset: DatasetDef, run: RunFolder, saved: dict | None, progress: bool
+) -> Session:
+    """Data, runtime, model, optimiser and loader of a run; resumed from ``last.pt`` if any.
+
+    ``saved`` is the run's record (:meth:`RunFolder.read_settings`), None for a new run."""
     runtime = setup_runtime(config)
     if runtime.distributed and not runtime.is_main:
         dist.barrier()  # rank 0 generates/caches the data first; the others then reuse it
@@ -460,7 +464,6 @@ def start_session(config: Config, dataset: DatasetDef, run: RunFolder, progress:
     if runtime.distributed and runtime.is_main:
         dist.barrier()
     settings = settings_record(config, data.identity(), runtime.record())
-    saved = run.read_settings()
     if saved is not None:
         run.check_data(saved, settings["data"], settings["runtime"])
     torch.manual_seed(config.train.seed)
@@ -535,7 +538,7 @@ def train_run(
             run.check_config(config, saved)  # before any data work
         if run.finished:
             return run.result()
-        session = start_session(config, definition, run, progress)
+        session = start_session(config, definition, run, saved, progress)
         reason = None
         try:
             while session.state.epoch < config.train.epochs:
