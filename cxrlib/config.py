@@ -7,6 +7,9 @@ A profile is plain data (frozen dataclasses). Two profiles exist:
 * ``paper`` -- the papers' recipe on the real datasets (Wu et al., KBS 2023, CTransCNN;
   Wu et al., PRCV 2023, CheXNet): 224 px, batch 32, AdamW, 300 epochs.
 
+No profile given (``PROFILE = None`` in a notebook, ``./run_all.sh`` without ``--profile``):
+``paper`` when real data is found (:func:`auto_profile`), otherwise ``smoke``.
+
 Every leaf field has a unique name, so one flat namespace of overrides serves everywhere:
 ``load_config("smoke", epochs=3)``, ``python -m cxrlib ... --set epochs=3`` and a notebook's
 ``EPOCHS = 3`` in its ``parameters`` cell all mean the same. Unknown names, wrong types and
@@ -32,7 +35,7 @@ from cxrlib.errors import UserError
 from cxrlib.recipe import recipe_value as _r
 
 PROFILES = ("smoke", "paper")
-DataSource = Literal["phantom", "real"]
+DataSource = Literal["auto", "phantom", "real"]
 SplitName = Literal["paper", "patient"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ModelSize = Literal["paper", "micro"]
@@ -47,7 +50,9 @@ class ConfigError(UserError, ValueError):
 class DataConfig:
     """Where the images come from and how they are split and cached."""
 
-    data_source: DataSource = "phantom"  # phantom (synthetic) or real (Kaggle download)
+    # real (Kaggle data; an error when absent), phantom (synthetic), or auto: per dataset, the
+    # real data where found (root, $CXR14_ROOT, Kaggle input, download), else the phantom
+    data_source: DataSource = "auto"
     cxr14_root: str | None = None  # NIH folder with Data_Entry_2017.csv; or $CXR14_ROOT
     cxr11_root: str | None = None  # RANZCR folder with train.csv; or $CXR11_ROOT
     split: SplitName = "paper"  # the authors' split files, or our patient-disjoint split
@@ -102,7 +107,9 @@ class Config:
     @property
     def is_phantom(self) -> bool:
         """True when results come from the synthetic phantom data (never paper-comparable)."""
-        return self.data.data_source == "phantom"
+        return self.data.data_source == "phantom" or (
+            self.data.data_source == "auto" and not real_data_found()
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-serialisable nested dict."""
@@ -135,7 +142,7 @@ ROOT_ENV_VARS = {
 PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
     "paper": {"data_source": "real"},
     "smoke": {
-        "data_source": "phantom",
+        "data_source": "auto",
         "model_size": "micro",
         "image_size": 64,
         # 800 phantom images and 8 epochs at 2e-3: the least with which the micro hybrids
@@ -260,13 +267,29 @@ def _check_ranges(cfg: Config) -> None:
         )
 
 
-def load_config(profile: str = "smoke", /, **overrides: Any) -> Config:
+def real_data_found() -> bool:
+    """True when the real data of a paper dataset is there: a root given in the environment,
+    a Kaggle input or a finished ``python -m cxrlib download`` (:mod:`cxrlib.data.roots`)."""
+    from cxrlib.data.roots import found_roots  # here: the data package reads the config
+
+    return bool(found_roots())
+
+
+def auto_profile() -> str:
+    """The profile when none is given: ``paper`` where real data is found, else ``smoke``."""
+    return "paper" if real_data_found() else "smoke"
+
+
+def load_config(profile: str | None = "smoke", /, **overrides: Any) -> Config:
     """Build the validated configuration of ``profile`` with flat ``overrides``.
 
     Override names are the leaf field names, case-insensitive (``epochs`` or ``EPOCHS``).
     ``cxr14_root``/``cxr11_root`` fall back to the ``CXR14_ROOT``/``CXR11_ROOT`` environment
-    variables. Raises :class:`ConfigError` naming the allowed values on any bad input.
+    variables (also when given as None). ``profile`` None: :func:`auto_profile`. Raises
+    :class:`ConfigError` naming the allowed values on any bad input.
     """
+    if profile is None:
+        profile = auto_profile()
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; allowed profiles: {', '.join(PROFILES)}")
     values: dict[str, Any] = dict(PROFILE_OVERRIDES[profile])
@@ -282,12 +305,9 @@ def load_config(profile: str = "smoke", /, **overrides: Any) -> Config:
         if name in given:
             raise ConfigError(f"parameter {name.upper()} is given twice")
         given.add(name)
+        if name in ROOT_ENV_VARS and value is None:
+            continue  # a notebook's ``CXR14_ROOT = None`` must not hide $CXR14_ROOT
         values[name] = value
-    if "data_source" not in given and any(values.get(k) for k in ROOT_ENV_VARS):
-        # A data root was given: use it, in every profile. The smoke profile then runs its
-        # small models and few epochs on the real images (never phantom data without a word);
-        # DATA_SOURCE=phantom keeps the phantom even then.
-        values["data_source"] = "real"
     sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for name, value in values.items():
         section, f = LEAVES[name]
@@ -315,19 +335,28 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
 
     ``extra_types`` names them and their type, e.g. ``MODELS=list``; their values are checked
     (``None`` is allowed and means the notebook's default, e.g. the models the paper items
-    need) and returned in a dict (``{"MODELS": [...]}``); every other ALL-CAPS name is a
-    config value.
+    need) and returned in a dict (``{"MODELS": [...]}``). The session parameters (``RUNS_DIR``,
+    ``DATA_DIR``, ``RESULTS_DIR``, ``TIME_LIMIT_MINUTES``; :mod:`cxrlib.session`) are applied
+    here; every other ALL-CAPS name is a config value. ``PROFILE = None``: :func:`auto_profile`.
     """
     params = {k: v for k, v in namespace.items() if _PARAM_NAME.match(k)}
     # Names are case-insensitive: ``papermill -p epochs 3`` injects ``epochs = 3`` in a cell
     # after the parameters cell, so a lower-case parameter overrides its upper-case default.
-    known = {n.upper() for n in PARAMETER_NAMES} | {n.upper() for n in extra_types}
+    from cxrlib.session import SESSION_PARAMETERS
+
+    known = {n.upper() for n in (*PARAMETER_NAMES, *extra_types, *SESSION_PARAMETERS)}
     for key, value in namespace.items():
         if key.upper() in known and key != key.upper():
             params[key.upper()] = value
     if "PROFILE" not in params:
-        raise ConfigError("the notebook's parameters cell must set PROFILE (smoke or paper)")
+        raise ConfigError(
+            "the notebook's parameters cell must set PROFILE (smoke, paper, or None: paper "
+            "when real data is found)"
+        )
     profile = params.pop("PROFILE")
+    from cxrlib.session import SESSION_PARAMETERS, apply_session_parameters
+
+    apply_session_parameters({n: params.pop(n) for n in SESSION_PARAMETERS if n in params})
     extras = {}
     for name, kind in extra_types.items():
         if name not in params:

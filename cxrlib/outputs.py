@@ -25,11 +25,14 @@ def data_label(config: Config, dataset: str | None = None) -> str:
     With ``dataset`` a dataset without a phantom (your CSV) is labelled as your data.
     """
     from cxrlib.data.datasets import get_dataset
+    from cxrlib.data.prepare import data_source
 
     definition = get_dataset(dataset) if dataset else None
     if definition is not None and not definition.phantom:
         label = f"{definition.title}, {config.data.split} split"
-    elif config.is_phantom:
+    elif (definition is not None and data_source(config, definition) == "phantom") or (
+        definition is None and config.is_phantom
+    ):
         label = PHANTOM_NOTE
     else:
         label = f"real data, {config.data.split} split"

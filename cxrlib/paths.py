@@ -10,7 +10,9 @@ Layout (all generated, all git-ignored)::
 
 The three roots default to folders of the project root and can be moved with the
 environment variables ``CXRLIB_RESULTS_DIR``, ``CXRLIB_RUNS_DIR`` and ``CXRLIB_DATA_DIR``
-(``./run_all.sh --results-dir/--runs-dir/--data-dir`` set them).
+(``./run_all.sh --results-dir/--runs-dir/--data-dir`` and the notebooks' ``RESULTS_DIR``,
+``RUNS_DIR`` and ``DATA_DIR`` parameters set them). Installed without a checkout (``pip install``
+on Colab or Kaggle) the project root is the working directory, never site-packages.
 """
 
 from __future__ import annotations
@@ -22,14 +24,22 @@ from pathlib import Path
 
 def project_root() -> Path:
     """The project folder: ``$CXRLIB_HOME``, else the nearest parent of the working directory
-    holding ``run_all.sh`` and ``cxrlib/``, else the parent of this package's folder."""
+    holding ``run_all.sh`` and ``cxrlib/``, else the checkout this package was imported from
+    (an editable install), else the working directory (a plain ``pip install``: results, runs
+    and data then go beside the notebook, e.g. ``/content`` on Colab, ``/kaggle/working``)."""
     if os.environ.get("CXRLIB_HOME"):
         return Path(os.environ["CXRLIB_HOME"]).resolve()
     here = Path.cwd().resolve()
     for candidate in (here, *here.parents):
-        if (candidate / "run_all.sh").is_file() and (candidate / "cxrlib").is_dir():
+        if is_checkout(candidate):
             return candidate
-    return Path(__file__).resolve().parent.parent
+    package_parent = Path(__file__).resolve().parent.parent
+    return package_parent if is_checkout(package_parent) else here
+
+
+def is_checkout(folder: Path) -> bool:
+    """True for a clone of this project (not for site-packages, which holds only cxrlib/)."""
+    return (folder / "run_all.sh").is_file() and (folder / "cxrlib").is_dir()
 
 
 def _root(env: str, default: str) -> Path:

@@ -52,6 +52,8 @@ from cxrlib.runs import (
     settings_record,
 )
 from cxrlib.runtime import Runtime, predict, setup_runtime
+from cxrlib.session import announce_pause
+from cxrlib.session import deadline as session_deadline
 
 #: Parameters named like this get no weight decay (besides every 1-D tensor).
 NO_DECAY_NAMES = ("cls_token", "label_embed")
@@ -229,20 +231,20 @@ def _restore(session: Session, checkpoint: dict) -> None:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class Limits:
-    """When this call should pause (resumably): a step count or a wall-clock budget."""
+    """When this call should pause (resumably): a step count, or a deadline (unix time: the
+    session's, :func:`cxrlib.session.deadline`, shared by every run of a notebook)."""
 
     max_steps: int | None = None
-    time_limit_minutes: float | None = None
-    started: float = field(default_factory=time.monotonic)
+    deadline: float | None = None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.time() >= self.deadline
 
     def reason(self, step: int) -> str | None:
         if self.max_steps is not None and step >= self.max_steps:
             return f"max_steps={self.max_steps}"
-        if (
-            self.time_limit_minutes is not None
-            and time.monotonic() - self.started > self.time_limit_minutes * 60
-        ):
-            return f"time_limit_minutes={self.time_limit_minutes}"
+        if self.out_of_time():
+            return "the session's time limit"
         return None
 
 
@@ -522,13 +524,14 @@ def train_run(
     """Train ``config.model.model`` on ``dataset`` (a registered name or
     ``csv:/path/to/labels.csv``); resume or read back as the run folder says.
 
-    ``max_steps`` / ``time_limit_minutes`` pause this call (a checkpoint is written at the next
-    accumulation boundary) so that a later call resumes -- for sessions with a time limit
-    (Colab, Kaggle). Returns the run's folder, whether it finished, its metrics and history.
+    ``max_steps`` / ``time_limit_minutes`` (and the session's deadline, :mod:`cxrlib.session`)
+    pause this call (a checkpoint is written at the next accumulation boundary) so that a
+    later call resumes -- for sessions with a time limit (Colab, Kaggle); past the deadline a
+    run is not started. Returns the run's folder, whether it finished, its metrics and history.
     """
     definition = get_dataset(dataset)  # a name, or csv:/path/to/labels.csv
     run = RunFolder.of(config, definition.name)
-    limits = Limits(max_steps, time_limit_minutes)
+    limits = Limits(max_steps, session_deadline(time_limit_minutes))
     is_main = int(os.environ.get("RANK", "0")) == 0
     with run.lock() if is_main else nullcontext():
         if restart and is_main:
@@ -536,7 +539,7 @@ def train_run(
         saved = run.read_settings()
         if saved is not None:
             run.check_config(config, saved)  # before any data work
-        if run.finished:
+        if run.finished or limits.out_of_time():  # out of time: not even started
             return run.result()
         session = start_session(config, definition, run, saved, progress)
         reason = None
@@ -561,5 +564,23 @@ def train_run(
 
 
 def train_models(config: Config, dataset: str, names: list[str], **kwargs) -> dict[str, RunResult]:
-    """:func:`train_run` for each registered model in ``names`` (finished runs are read back)."""
-    return {name: train_run(config.override(model=name), dataset, **kwargs) for name in names}
+    """:func:`train_run` for each registered model in ``names`` (finished runs are read back).
+
+    When the session's time limit paused or held back a run, says so
+    (:func:`cxrlib.session.announce_pause`): in a notebook the later cells then only print
+    "paused -- run again to resume", and the next run of the notebook resumes.
+    """
+    runs = {name: train_run(config.override(model=name), dataset, **kwargs) for name in names}
+    waiting = {name: run for name, run in runs.items() if not run.finished}
+    if waiting:
+        announce_pause(
+            f"{len(waiting)} of {len(runs)} {get_dataset(dataset).name} run(s) unfinished: "
+            + ", ".join(f"{name} ({_progress(run)})" for name, run in waiting.items())
+        )
+    return runs
+
+
+def _progress(run: RunResult) -> str:
+    epochs = run.settings["config"]["epochs"] if run.settings else None
+    done = len(run.history)
+    return f"{done}/{epochs} epochs" if epochs else "not started"

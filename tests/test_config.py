@@ -7,6 +7,7 @@ import pytest
 from cxrlib.config import (
     PROFILES,
     ConfigError,
+    auto_profile,
     config_and_extras,
     config_from_notebook,
     load_config,
@@ -158,13 +159,46 @@ def test_split_seed_is_separate_from_seed():
     assert cfg.data.split_seed == 0 and cfg.train.seed == 3
 
 
-def test_a_data_root_is_used_by_the_smoke_profile_too(monkeypatch, tmp_path):
-    monkeypatch.setenv("CXR14_ROOT", str(tmp_path))
-    assert load_config("smoke").data.data_source == "real"
-    assert load_config("smoke", data_source="phantom").data.data_source == "phantom"
+def _sources(config) -> dict[str, str]:
+    from cxrlib.data.datasets import get_dataset
+    from cxrlib.data.prepare import data_source
+
+    return {name: data_source(config, get_dataset(name)) for name in ("cxr14", "cxr11")}
+
+
+def test_real_data_is_used_wherever_it_is_found(monkeypatch, tmp_path):
+    """Smoke profile, DATA_SOURCE auto: each dataset is real where its data is found (root,
+    environment, Kaggle input, download), phantom otherwise; DATA_SOURCE=phantom keeps it."""
+    from cxrlib.data.roots import KAGGLE_INPUT_ENV, record_download
+
+    monkeypatch.setenv("CXRLIB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv(KAGGLE_INPUT_ENV, str(tmp_path / "kaggle"))
+    nih = tmp_path / "nih"
+    nih.mkdir()
+    (nih / "Data_Entry_2017.csv").write_text("x")
+    assert _sources(load_config("smoke")) == {"cxr14": "phantom", "cxr11": "phantom"}
+    assert auto_profile() == "smoke"
+    monkeypatch.setenv("CXR14_ROOT", str(nih))
+    assert _sources(load_config("smoke")) == {"cxr14": "real", "cxr11": "phantom"}
+    assert auto_profile() == "paper"
+    assert _sources(load_config("smoke", data_source="phantom")) == {
+        "cxr14": "phantom",
+        "cxr11": "phantom",
+    }
+    # a notebook's ``CXR14_ROOT = None`` does not hide the environment variable
+    config, _ = config_and_extras({"PROFILE": "smoke", "CXR14_ROOT": None})
+    assert config.data.cxr14_root == str(nih)
     monkeypatch.delenv("CXR14_ROOT")
-    assert load_config("smoke").data.data_source == "phantom"
-    assert load_config("smoke", cxr11_root=str(tmp_path)).data.data_source == "real"
+    # a Kaggle mount, found at any of the first three levels of /kaggle/input
+    ranzcr = tmp_path / "kaggle" / "competitions" / "ranzcr-clip"
+    ranzcr.mkdir(parents=True)
+    (ranzcr / "train.csv").write_text("x")
+    assert _sources(load_config("smoke")) == {"cxr14": "phantom", "cxr11": "real"}
+    # a finished download
+    record_download("cxr14", nih)
+    assert _sources(load_config("smoke")) == {"cxr14": "real", "cxr11": "real"}
+    config, _ = config_and_extras({"PROFILE": None})
+    assert config.profile == "paper"
 
 
 def test_lower_case_notebook_parameters_count():

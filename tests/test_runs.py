@@ -40,15 +40,19 @@ def test_paused_and_killed_runs_resume_to_byte_equal_predictions(
     assert straight.finished
 
     monkeypatch.setenv("CXRLIB_RUNS_DIR", str(isolated_outputs / "runs2"))
-    # a pause asked for at once (mid-group when GRAD_ACCUM=2) takes effect at the boundary
-    paused = train_run(config, "cxr11", progress=False, time_limit_minutes=1e-9)
-    assert not paused.finished
+    # the time limit runs out right after the run started (mid-group when GRAD_ACCUM=2): the
+    # pause takes effect at the accumulation boundary
+    import cxrlib.training as training
+
+    checks = []
+    with monkeypatch.context() as patch:
+        patch.setattr(training.Limits, "out_of_time", lambda _: len(checks.append(1) or checks) > 1)
+        paused = train_run(config, "cxr11", progress=False, time_limit_minutes=60)
+    assert not paused.finished and len(checks) > 1
     state = RunFolder(paused.folder).load_checkpoint()["state"]
     assert state["batch"] == grad_accum and state["step"] == 1
 
     # then a hard kill in the middle of an accumulation group of epoch 1
-    import cxrlib.training as training
-
     real_loss, calls = training.training_loss, []
 
     def dying_loss(*args):

@@ -102,8 +102,13 @@ def _authors_label_vectors(dataset: str) -> np.ndarray | None:
 
 
 def data_source(config: Config, definition: DatasetDef) -> str:
-    """``phantom`` or ``real``: a dataset without a phantom (your CSV) is always real."""
-    return "phantom" if config.is_phantom and definition.phantom else "real"
+    """``phantom`` or ``real`` for this dataset: a dataset without a phantom (your CSV) is
+    always real; ``DATA_SOURCE=auto`` takes the real data wherever it is found."""
+    if not definition.phantom or config.data.data_source == "real":
+        return "real"
+    if config.data.data_source == "phantom":
+        return "phantom"
+    return "real" if find_data_root(definition, definition.configured_root(config)) else "phantom"
 
 
 def locate_dataset(config: Config, definition: DatasetDef) -> tuple[Path, Path | None]:
@@ -123,8 +128,10 @@ def locate_dataset(config: Config, definition: DatasetDef) -> tuple[Path, Path |
     root = find_data_root(definition, definition.configured_root(config))
     if root is None:
         raise DatasetLayoutError(
-            f"no {name.upper()} data configured: pass --{name}-root DIR to ./run_all.sh "
-            f"(or set {definition.env_var}), or set DATA_SOURCE=phantom for phantom data"
+            f"no {name.upper()} data found: run `python -m cxrlib download {name}` (or set "
+            f"DOWNLOAD = True in notebook 01), attach the Kaggle data to the notebook, or pass "
+            f"--{name}-root DIR to ./run_all.sh (or set {definition.env_var}); "
+            f"DATA_SOURCE=phantom uses phantom data"
         )
     return root, fetch_split_files(name)
 

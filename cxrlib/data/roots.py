@@ -5,18 +5,81 @@
 * CXR11: RANZCR CLiP (Kaggle competition ``ranzcr-clip-catheter-line-classification``):
   ``train.csv`` beside ``train/<StudyInstanceUID>.jpg``.
 
-A root given explicitly (parameter, ``--cxr14-root``, ``$CXR14_ROOT``) wins; otherwise the
-usual Kaggle mount points are searched, because their exact path varies between notebooks.
+Where a root comes from, first found first (:func:`find_data_root`):
+
+1. given explicitly: a parameter, ``--cxr14-root``, or ``$CXR14_ROOT`` / ``$CXR11_ROOT``;
+2. a Kaggle input (``/kaggle/input/...``; its exact path varies between notebooks, so the
+   first three levels are searched for the dataset's marker file);
+3. a finished ``python -m cxrlib download`` (recorded in ``<DATA_DIR>/downloads.json``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
-from cxrlib.data.datasets import DatasetDef, get_dataset
+from cxrlib.data.datasets import PAPER_DATASETS, DatasetDef, get_dataset
 from cxrlib.data.tables import DatasetLayoutError
+from cxrlib.fileio import atomic_write_text
 
-KAGGLE_INPUT = Path("/kaggle/input")
+#: Kaggle mounts attached datasets and competitions here (``$CXRLIB_KAGGLE_INPUT`` moves it,
+#: for tests that build a Kaggle-like tree).
+KAGGLE_INPUT_ENV = "CXRLIB_KAGGLE_INPUT"
+
+
+def kaggle_input() -> Path:
+    return Path(os.environ.get(KAGGLE_INPUT_ENV, "/kaggle/input"))
+
+
+def downloads_record() -> Path:
+    """The file in which :mod:`cxrlib.data.download` records each finished download."""
+    from cxrlib.paths import data_root
+
+    return data_root() / "downloads.json"
+
+
+def record_download(dataset: str, root: Path) -> None:
+    """Remember where the finished download of ``dataset`` is (atomically)."""
+    record = _read_downloads()
+    record[dataset] = str(Path(root).resolve())
+    atomic_write_text(downloads_record(), json.dumps(record, indent=2, sort_keys=True))
+
+
+def _read_downloads() -> dict[str, str]:
+    try:
+        return json.loads(downloads_record().read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def discover_root(definition: DatasetDef) -> tuple[Path, str] | None:
+    """(root, how it was found) of a dataset no parameter names, or None."""
+    if definition.env_var and os.environ.get(definition.env_var):
+        return Path(os.environ[definition.env_var]).expanduser(), f"${definition.env_var}"
+    base = kaggle_input()
+    if base.is_dir():
+        for rel in definition.kaggle:
+            if definition.has_marker(base / rel):
+                return base / rel, "Kaggle input"
+        for marker in definition.markers:
+            for pattern in (f"*/{marker}", f"*/*/{marker}", f"*/*/*/{marker}"):
+                for found in sorted(base.glob(pattern)):
+                    return found.parent, "Kaggle input"
+    downloaded = _read_downloads().get(definition.name)
+    if downloaded and definition.has_marker(Path(downloaded)):
+        return Path(downloaded), "python -m cxrlib download"
+    return None
+
+
+def found_roots() -> dict[str, tuple[Path, str]]:
+    """Every paper dataset whose real data is there: name -> (root, how it was found)."""
+    found = {}
+    for name in PAPER_DATASETS:
+        hit = discover_root(get_dataset(name))
+        if hit is not None:
+            found[name] = hit
+    return found
 
 
 def find_data_root(dataset: str | DatasetDef, explicit: str | None = None) -> Path | None:
@@ -39,11 +102,5 @@ def find_data_root(dataset: str | DatasetDef, explicit: str | None = None) -> Pa
                 f"download that holds it"
             )
         return root
-    if KAGGLE_INPUT.is_dir():
-        for rel in definition.kaggle:
-            if definition.has_marker(KAGGLE_INPUT / rel):
-                return KAGGLE_INPUT / rel
-        for marker in definition.markers:
-            for found in KAGGLE_INPUT.glob(f"*/**/{marker}"):
-                return found.parent
-    return None
+    hit = discover_root(definition)
+    return None if hit is None else hit[0]

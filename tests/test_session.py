@@ -1,0 +1,53 @@
+"""Sessions that end: folders from notebook parameters, one deadline, a clean pause."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cxrlib import session
+from cxrlib.config import ConfigError, config_and_extras, load_config
+from cxrlib.training import train_models
+
+TINY = {"epochs": 1, "phantom_images": 40, "model": "resnet34"}
+
+
+def test_folder_parameters_set_the_folders(tmp_path, monkeypatch):
+    for env in session.FOLDER_PARAMETERS.values():
+        monkeypatch.delenv(env, raising=False)
+    from cxrlib.paths import data_root, runs_root
+
+    config_and_extras(
+        {"PROFILE": "smoke", "RUNS_DIR": str(tmp_path / "r"), "DATA_DIR": str(tmp_path / "d")}
+    )
+    assert runs_root() == tmp_path / "r" and data_root() == tmp_path / "d"
+    with pytest.raises(ConfigError, match="TIME_LIMIT_MINUTES must be > 0"):
+        config_and_extras({"PROFILE": "smoke", "TIME_LIMIT_MINUTES": 0})
+    with pytest.raises(ConfigError, match="RUNS_DIR must be str"):
+        config_and_extras({"PROFILE": "smoke", "RUNS_DIR": 3})
+
+
+def test_the_earliest_deadline_counts(monkeypatch):
+    monkeypatch.delenv(session.DEADLINE_ENV, raising=False)
+    session.set_time_limit(None)
+    assert session.deadline() is None
+    session.set_time_limit(10)
+    assert session.deadline() == pytest.approx(time.time() + 600, abs=5)
+    monkeypatch.setenv(session.DEADLINE_ENV, str(time.time() + 60))
+    assert session.deadline() == pytest.approx(time.time() + 60, abs=5)
+    assert session.deadline(0.5) == pytest.approx(time.time() + 30, abs=5)
+    session.set_time_limit(None)
+
+
+def test_past_the_deadline_no_run_starts_and_the_pause_is_announced(
+    isolated_outputs, monkeypatch, capsys
+):
+    pause_file = isolated_outputs / "paused.txt"
+    monkeypatch.setenv(session.PAUSE_FILE_ENV, str(pause_file))
+    monkeypatch.setenv(session.DEADLINE_ENV, str(time.time() - 1))
+    runs = train_models(load_config("smoke", **TINY), "cxr11", ["resnet34"], progress=False)
+    assert not runs["resnet34"].finished
+    assert not (runs["resnet34"].folder / "last.pt").exists()
+    assert "paused — run again to resume" in capsys.readouterr().out
+    assert "resnet34 (not started)" in pause_file.read_text()
