@@ -18,8 +18,16 @@ missing; torch/torchvision are installed only when absent and are never replaced
 
 Options:
   --profile smoke|paper  smoke: phantom data, tiny models, minutes on a CPU.
-                         paper: the papers' recipe on the real data (needs data roots, a GPU).
-                         Default: paper when a data root is configured, otherwise smoke.
+                         paper: the papers' recipe on the real data (needs the data, a GPU).
+                         Default: paper when real data is found (a root option or
+                         variable, a Kaggle input under /kaggle/input, a finished
+                         download), otherwise smoke. The data chosen is printed first.
+  --download             first download the datasets not found, with kagglehub
+                         (python -m cxrlib download; needs Kaggle credentials)
+  --time-limit-minutes N pause every training cleanly N minutes after the start (set it
+                         below the session's limit: Colab/Kaggle sessions end); the run
+                         then stops with "paused — run again to resume" and exit status
+                         75; running the same command again resumes.
   --only 01,03           run only the notebooks with these numbers (in order).
   --set NAME=VALUE       pass a parameter to every notebook (validated by cxrlib.config;
                          e.g. --set EPOCHS=5; names are case-insensitive). Repeatable.
@@ -49,6 +57,8 @@ EOF
 die() { echo "run_all.sh: error: $*" >&2; exit 2; }
 
 PROFILE=""
+DOWNLOAD=0
+TIME_LIMIT=""
 ONLY=""
 MODE="run"
 PARAMS=()
@@ -59,6 +69,10 @@ while [[ $# -gt 0 ]]; do
     -h|--help) usage; exit 0 ;;
     --profile) [[ $# -ge 2 ]] || die "--profile needs a value"; PROFILE="$2"; shift 2 ;;
     --profile=*) PROFILE="${1#*=}"; shift ;;
+    --download) DOWNLOAD=1; shift ;;
+    --time-limit-minutes) [[ $# -ge 2 && "$2" =~ ^[0-9]+([.][0-9]+)?$ ]] ||
+                            die "--time-limit-minutes needs a number of minutes"
+                          TIME_LIMIT="$2"; shift 2 ;;
     --only) [[ $# -ge 2 ]] || die "--only needs a value"; ONLY="$2"; shift 2 ;;
     --only=*) ONLY="${1#*=}"; shift ;;
     --set) [[ $# -ge 2 && "$2" == *=* ]] || die "--set needs NAME=VALUE"
@@ -79,13 +93,14 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-if [[ -z "$PROFILE" ]]; then
-  if [[ -n "${CXR14_ROOT:-}${CXR11_ROOT:-}" ]]; then PROFILE="paper"; else PROFILE="smoke"; fi
-fi
 case "$PROFILE" in
-  smoke|paper) ;;
+  ""|smoke|paper) ;;
   *) die "unknown profile '$PROFILE'; allowed profiles: smoke, paper" ;;
 esac
+if [[ -n "$TIME_LIMIT" ]]; then
+  # one deadline for every notebook of this run (cxrlib.session)
+  export CXRLIB_DEADLINE="$(awk -v now="$(date +%s)" -v m="$TIME_LIMIT" 'BEGIN { printf "%.0f", now + m * 60 }')"
+fi
 
 # --- 1. Choose the Python environment ------------------------------------------------------
 find_base_python() {
@@ -141,8 +156,12 @@ from importlib.metadata import version
 for name in ("torch", "torchvision"):
     print(f"{name}=={version(name)}")
 PYEOF
-  echo "==> installing the project and its dependencies ($(tr '\n' ' ' <"$constraints"))"
-  "$PY" -m pip install --quiet -c "$constraints" -e "$ROOT[dev]"
+  # JupyterLab and its widgets (the 'lab' extra) only in an environment of our own: Colab and
+  # Kaggle bring their own Jupyter, which newer ipywidgets/ipykernel would replace.
+  local extras="dev,lab"
+  [[ "$WHERE" == "Colab/Kaggle system Python" ]] && extras="dev"
+  echo "==> installing the project [$extras] and its dependencies ($(tr '\n' ' ' <"$constraints"))"
+  "$PY" -m pip install --quiet -c "$constraints" -e "$ROOT[$extras]"
   "$PY" -m ipykernel install --sys-prefix --name cxrlib --display-name "Python (cxrlib)" >/dev/null
   rm -f "$stamp_dir"/installed-*
   touch "$stamp"
@@ -169,7 +188,17 @@ if [[ "$MODE" == "test" ]]; then
   exit $rc
 fi
 
-# --- 3. Run the notebooks ------------------------------------------------------------------
+# --- 3. Choose the data and the profile ----------------------------------------------------
+if [[ "$DOWNLOAD" == 1 ]]; then
+  "$PY" -m cxrlib download all || die "download failed (see above)"
+fi
+if [[ -z "$PROFILE" ]]; then
+  PROFILE="$("$PY" -c 'from cxrlib.config import auto_profile; print(auto_profile())')"
+fi
+echo "==> data (profile '$PROFILE'):"
+"$PY" -m cxrlib data --profile "$PROFILE" | sed -n '2,$s/^/    /p'
+
+# --- 4. Run the notebooks ------------------------------------------------------------------
 RESULTS="${CXRLIB_RESULTS_DIR:-$ROOT/results}"
 EXECUTED="$RESULTS/$PROFILE/executed"
 mkdir -p "$EXECUTED"
@@ -194,6 +223,8 @@ KERNEL="$("$PY" -c 'from jupyter_client.kernelspec import KernelSpecManager as M
 print("cxrlib" if "cxrlib" in M().find_kernel_specs() else "python3")')"
 
 echo "==> profile '$PROFILE': ${#NOTEBOOKS[@]} notebook(s); executed copies in $EXECUTED"
+# A training paused by the time limit writes here (cxrlib.session.PAUSE_FILE_ENV).
+export CXRLIB_PAUSE_FILE="$EXECUTED/.paused"
 total_start=$SECONDS
 index=0
 for nb in "${NOTEBOOKS[@]}"; do
@@ -202,6 +233,7 @@ for nb in "${NOTEBOOKS[@]}"; do
   out="$EXECUTED/$name"
   echo "==> [$index/${#NOTEBOOKS[@]}] $name"
   start=$SECONDS
+  rm -f "$CXRLIB_PAUSE_FILE"
   if ! "$PY" -m papermill "$nb" "$out" --kernel "$KERNEL" --cwd "$ROOT/notebooks" \
         --log-output --no-progress-bar -p PROFILE "$PROFILE" ${ROOT_PARAMS[@]+"${ROOT_PARAMS[@]}"} \
         ${PARAMS[@]+"${PARAMS[@]}"}; then
@@ -210,5 +242,10 @@ for nb in "${NOTEBOOKS[@]}"; do
     exit 1
   fi
   echo "    done in $((SECONDS - start)) s"
+  if [[ -f "$CXRLIB_PAUSE_FILE" ]]; then
+    sed 's/^/    /' "$CXRLIB_PAUSE_FILE"
+    echo "==> paused — run again to resume: the same command continues where training stopped"
+    exit 75
+  fi
 done
 echo "==> all ${#NOTEBOOKS[@]} notebook(s) ran in $((SECONDS - total_start)) s; outputs in $RESULTS/$PROFILE"

@@ -20,7 +20,8 @@ Handler = Callable[[argparse.Namespace, Config], int]
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default: smoke)"
+        "--profile",
+        help=f"one of {', '.join(PROFILES)} (default: paper where real data is found, else smoke)",
     )
     parser.add_argument(
         "--set",
@@ -107,6 +108,45 @@ def _cmd_prepare(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _add_download_arguments(parser: argparse.ArgumentParser) -> None:
+    from cxrlib.data.datasets import REGISTRY
+
+    names = [name for name, definition in REGISTRY.items() if definition.download]
+    parser.add_argument("dataset", choices=[*names, "all"], help="which dataset to download")
+
+
+def _cmd_download(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.data.datasets import dataset_names
+    from cxrlib.data.download import download
+
+    for dataset in dataset_names(args.dataset):
+        download(dataset)
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.data.roots import data_plan
+
+    print(f"profile {config.profile}")
+    for line in data_plan(config):
+        print(line)
+    return 0
+
+
+def _add_badges_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--write", action="store_true", help="rewrite the stale files")
+
+
+def _cmd_badges(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.colab import refresh
+    from cxrlib.paths import project_root
+
+    stale = refresh(project_root(), write=args.write)
+    for path in stale:
+        print(f"{'rewrote' if args.write else 'stale'}: {path}")
+    return 1 if stale and not args.write else 0
+
+
 def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help=DATASET_HELP)
     parser.add_argument("--model", help="registered model (default: the profile's MODEL)")
@@ -175,6 +215,17 @@ def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "config": ("print the resolved, validated configuration as JSON", _cmd_config, None),
     "env": ("report Python, torch, GPU, package versions and data roots", _cmd_env, None),
+    "badges": (
+        "check (or --write) the notebooks' Colab/Kaggle badges and setup cells and the README's",
+        _cmd_badges,
+        _add_badges_arguments,
+    ),
+    "data": ("say which data each dataset will use (real: where found; phantom)", _cmd_data, None),
+    "download": (
+        "download CXR14 (NIH) or CXR11 (RANZCR) from Kaggle with kagglehub (resumes)",
+        _cmd_download,
+        _add_download_arguments,
+    ),
     "phantom": (
         "write phantom CXR14/CXR11 datasets in the real Kaggle layouts",
         _cmd_phantom,

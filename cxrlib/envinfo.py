@@ -10,9 +10,7 @@ from importlib import metadata
 import pandas as pd
 
 from cxrlib.config import Config
-from cxrlib.data.datasets import PAPER_DATASETS, get_dataset
-from cxrlib.data.roots import find_data_root
-from cxrlib.errors import UserError
+from cxrlib.data.roots import data_plan
 
 PACKAGES = (
     "cxrlib",
@@ -39,14 +37,6 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def _root_status(dataset: str, explicit: str | None) -> str:
-    try:
-        root = find_data_root(dataset, explicit)
-    except UserError as err:
-        return f"invalid: {err}"
-    return str(root) if root else "not found (phantom data only)"
-
-
 def environment_report(config: Config) -> pd.DataFrame:
     """A two-column table (item, value): Python, torch, GPU, CPUs, packages, profile, data."""
     import torch
@@ -69,9 +59,7 @@ def environment_report(config: Config) -> pd.DataFrame:
 
         rows.append(("native bf16", str(native_bf16(torch.device("cuda")))))
     rows += [(f"version {p}", _version(p)) for p in PACKAGES]
-    for name in PAPER_DATASETS:
-        definition = get_dataset(name)
-        rows.append(
-            (f"{name.upper()} root", _root_status(name, definition.configured_root(config)))
-        )
+    for line in data_plan(config):
+        name, _, status = line.partition(": ")
+        rows.append((f"{name.upper()} data", status))
     return pd.DataFrame(rows, columns=["item", "value"])

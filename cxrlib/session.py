@@ -10,6 +10,7 @@ and a session says two things about itself:
   children, :mod:`cxrlib.paths`). Put ``RUNS_DIR`` on Google Drive on Colab
   (``/content/drive/MyDrive/cxr-runs``) or under ``/kaggle/working`` on Kaggle so that the next
   session finds the checkpoints;
+* **which data** (``DOWNLOAD = True`` fetches the paper datasets not found, with kagglehub);
 * **until when** (``TIME_LIMIT_MINUTES``; ``./run_all.sh --time-limit-minutes`` sets one
   deadline, ``$CXRLIB_DEADLINE``, for all its notebooks). Training pauses cleanly at the first
   gradient-accumulation boundary after the deadline (a checkpoint is written), later runs are
@@ -37,6 +38,7 @@ FOLDER_PARAMETERS = {
 SESSION_PARAMETERS: dict[str, tuple[type, ...]] = {
     **{name: (str,) for name in FOLDER_PARAMETERS},
     "TIME_LIMIT_MINUTES": (int, float),
+    "DOWNLOAD": (bool,),  # True: download the paper datasets not found (cxrlib.data.download)
 }
 #: Unix time by which training must pause; ``./run_all.sh --time-limit-minutes`` sets it.
 DEADLINE_ENV = "CXRLIB_DEADLINE"
@@ -57,7 +59,9 @@ def apply_session_parameters(params: dict) -> None:
 
     for name, kinds in SESSION_PARAMETERS.items():
         value = params.get(name)
-        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+        if value is not None and (
+            not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)
+        ):
             allowed = " or ".join(k.__name__ for k in kinds)
             raise ConfigError(f"parameter {name} must be {allowed} or None; got {value!r}")
     for name, env in FOLDER_PARAMETERS.items():
@@ -65,6 +69,12 @@ def apply_session_parameters(params: dict) -> None:
             os.environ[env] = str(Path(params[name]).expanduser().resolve())
     set_time_limit(params.get("TIME_LIMIT_MINUTES"))
     _end_pause()
+    if params.get("DOWNLOAD"):  # before the profile is chosen: the data then selects "paper"
+        from cxrlib.data.datasets import PAPER_DATASETS
+        from cxrlib.data.download import download
+
+        for name in PAPER_DATASETS:
+            download(name)
 
 
 def set_time_limit(minutes: float | None) -> None:

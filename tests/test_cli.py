@@ -49,7 +49,7 @@ def test_bad_profile_and_parameter_fail_with_allowed_values(capsys):
 def test_env_command_reports_torch(capsys, isolated_outputs):
     assert main(["env"]) == 0
     out = capsys.readouterr().out
-    assert "version torch" in out and "CXR14 root" in out
+    assert "version torch" in out and "CXR14 data" in out
 
 
 def test_phantom_command_writes_loadable_datasets(tmp_path, capsys):

@@ -7,6 +7,7 @@ import ast
 import nbformat
 import pytest
 
+from cxrlib.colab import refresh, repository_url, setup_cell
 from tests.conftest import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -23,8 +24,10 @@ def test_notebook_conventions(path):
     assert nb.cells[0].cell_type == "markdown", "first cell says what the notebook makes"
     assert not any(c.outputs or c.execution_count for c in code), "commit without outputs"
 
+    assert code[0].source == setup_cell(), "first code cell: the setup cell (cxrlib.colab)"
+    code = code[1:]
     params = code[0]
-    assert "parameters" in params.metadata.get("tags", []), "first code cell tagged parameters"
+    assert "parameters" in params.metadata.get("tags", []), "next code cell tagged parameters"
     names = []
     for node in ast.parse(params.source).body:
         assert isinstance(node, ast.Assign), "parameters cell holds assignments only"
@@ -43,3 +46,21 @@ def test_notebook_conventions(path):
             )
             if isinstance(node, (ast.For, ast.While)):
                 assert len(node.body) <= 3, "long loops belong in cxrlib"
+
+
+def test_badges_and_setup_cells_agree_with_the_one_repository_address():
+    """pyproject's [project.urls] Repository makes every badge and setup cell; after a change
+    of address or version, ``python -m cxrlib badges --write`` brings them in line."""
+    import tomllib
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert repository_url() == project["urls"]["Repository"], "reinstall: metadata is stale"
+    assert refresh(PROJECT_ROOT) == [], "run: python -m cxrlib badges --write"
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    tag = f"blob/v{project['version']}/notebooks/"
+    assert f"colab.research.google.com/github/{project['urls']['Repository'][19:]}/{tag}" in readme
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        setup = next(c for c in nb.cells if c.cell_type == "code").source
+        assert f"{tag}{path.name}" in nb.cells[0].source
+        assert f'"--branch", "v{project["version"]}"' in setup

@@ -37,6 +37,20 @@ CSV_SPLIT_COLUMN = "split"
 
 
 @dataclass(frozen=True)
+class KaggleSource:
+    """Where ``python -m cxrlib download`` gets a dataset (:mod:`cxrlib.data.download`)."""
+
+    kind: str  #: "dataset" or "competition" (a competition needs its rules accepted)
+    handle: str  #: e.g. "nih-chest-xrays/data"
+    gigabytes: float  #: about the size of its files on Kaggle
+
+    @property
+    def url(self) -> str:
+        kind = "datasets" if self.kind == "dataset" else "competitions"
+        return f"https://www.kaggle.com/{kind}/{self.handle}"
+
+
+@dataclass(frozen=True)
 class DatasetDef:
     """Everything the kit knows about one dataset."""
 
@@ -53,6 +67,7 @@ class DatasetDef:
     default_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     phantom: bool = False  #: a phantom of it can be generated (cxrlib.data.phantom)
     fixed_root: Path | None = None  #: a CSV dataset's folder (no configuration needed)
+    download: KaggleSource | None = None  #: where ``python -m cxrlib download`` fetches it
 
     @property
     def paper(self) -> bool:
@@ -80,6 +95,7 @@ CXR14 = DatasetDef(
     read=load_cxr14,
     markers=("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"),
     kaggle=("nih-chest-xrays/data", "data", "nih-chest-xrays"),
+    download=KaggleSource("dataset", "nih-chest-xrays/data", 45.0),
     root_parameter="cxr14_root",
     split_files=SplitFiles(
         folder="chest14",
@@ -109,6 +125,7 @@ CXR11 = DatasetDef(
     read=load_cxr11,
     markers=("train.csv",),
     kaggle=("ranzcr-clip-catheter-line-classification", "ranzcr-clip"),
+    download=KaggleSource("competition", "ranzcr-clip-catheter-line-classification", 12.0),
     root_parameter="cxr11_root",
     split_files=SplitFiles(
         folder="chest11",

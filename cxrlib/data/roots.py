@@ -104,3 +104,25 @@ def find_data_root(dataset: str | DatasetDef, explicit: str | None = None) -> Pa
         return root
     hit = discover_root(definition)
     return None if hit is None else hit[0]
+
+
+def data_plan(config) -> list[str]:
+    """One line per paper dataset: the data it will use under ``config`` and where from
+    (``./run_all.sh`` prints these before it starts; ``python -m cxrlib data``)."""
+    lines = []
+    for name in PAPER_DATASETS:
+        definition = get_dataset(name)
+        given = definition.configured_root(config)
+        hit = (Path(given), "given") if given else discover_root(definition)
+        if config.data.data_source == "phantom":
+            lines.append(f"{name}: phantom data (DATA_SOURCE=phantom)")
+        elif hit is not None:
+            lines.append(f"{name}: real data at {hit[0]} ({hit[1]})")
+        elif config.data.data_source == "auto":
+            lines.append(f"{name}: phantom data (no real data found)")
+        else:
+            lines.append(
+                f"{name}: real data NOT FOUND: python -m cxrlib download {name}, attach it on "
+                f"Kaggle, or --{name}-root DIR"
+            )
+    return lines

@@ -1,0 +1,125 @@
+"""The real datasets in one call: ``python -m cxrlib download cxr14|cxr11`` (or notebook 01's
+``DOWNLOAD`` parameter), through Kaggle's ``kagglehub``.
+
+* CXR14: Kaggle dataset ``nih-chest-xrays/data`` (NIH ChestX-ray14, Wang et al., CVPR 2017);
+* CXR11: Kaggle competition ``ranzcr-clip-catheter-line-classification`` (RANZCR CLiP): its
+  rules must be accepted once on the competition's page before Kaggle serves the files.
+
+On Kaggle an attached input is used as it is (no download; :mod:`cxrlib.data.roots`). Else
+the files go to ``<DATA_DIR>/kagglehub`` (``$KAGGLEHUB_CACHE`` if set): kagglehub downloads one
+archive, resumes it where a dead session left it (HTTP range requests), unpacks it and then
+deletes it -- so the disk must hold the archive and the unpacked files at once, about twice the
+dataset's size, which is checked before anything is fetched. A finished download is recorded
+(``<DATA_DIR>/downloads.json``) and from then on selects the real data by itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from cxrlib.data.datasets import DatasetDef, get_dataset
+from cxrlib.data.roots import discover_root, record_download
+from cxrlib.errors import DiskSpaceError, UserError
+from cxrlib.paths import data_root
+
+GB = 1024**3
+#: kagglehub holds the archive and the unpacked files at once before deleting the archive.
+SPACE_FACTOR = 2.0
+
+
+class DownloadError(UserError, RuntimeError):
+    """A download that cannot go on: no credentials, rules not accepted, no kagglehub."""
+
+
+def download_folder() -> Path:
+    """Where kagglehub keeps downloads: ``$KAGGLEHUB_CACHE``, else ``<DATA_DIR>/kagglehub``."""
+    return Path(os.environ.get("KAGGLEHUB_CACHE") or data_root() / "kagglehub")
+
+
+def check_free_space(folder: Path, needed_gb: float, what: str) -> None:
+    """A :class:`DiskSpaceError` naming the folder and the sizes when ``folder`` lacks room."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free_gb = shutil.disk_usage(folder).free / GB
+    if free_gb < needed_gb:
+        raise DiskSpaceError(
+            f"{what} needs about {needed_gb:.0f} GB free in {folder} (the archive and its "
+            f"unpacked files at once); {free_gb:.1f} GB are free. Free some space, or set "
+            f"DATA_DIR (--data-dir, $CXRLIB_DATA_DIR) or $KAGGLEHUB_CACHE to a larger disk"
+        )
+
+
+def download(dataset: str) -> Path:
+    """The root of ``dataset``'s real data: found (Kaggle input, an earlier download, a root
+    in the environment) or downloaded now. Returns the folder that holds its marker file."""
+    definition = get_dataset(dataset)
+    source = definition.download
+    if source is None:
+        raise DownloadError(f"{definition.name} has no Kaggle source to download from")
+    found = discover_root(definition)
+    if found is not None and definition.has_marker(found[0]):
+        print(f"{definition.name}: already here, {found[0]} ({found[1]}); nothing to download")
+        return found[0]
+    try:
+        import kagglehub
+    except ImportError:
+        raise DownloadError(
+            "downloading needs kagglehub: pip install kagglehub (it is preinstalled on Colab "
+            "and Kaggle)"
+        ) from None
+    folder = download_folder()
+    check_free_space(folder, SPACE_FACTOR * source.gigabytes, f"{definition.title} download")
+    os.environ.setdefault("KAGGLEHUB_CACHE", str(folder))
+    print(
+        f"{definition.name}: downloading {source.url} (about {source.gigabytes:.0f} GB) to {folder}"
+    )
+    try:
+        if source.kind == "competition":
+            path = kagglehub.competition_download(source.handle)
+        else:
+            path = kagglehub.dataset_download(source.handle)
+    except Exception as err:  # kagglehub's errors differ between versions: judged by content
+        raise _explain(err, definition) from err
+    root = _root_in(Path(path), definition)
+    record_download(definition.name, root)
+    print(f"{definition.name}: ready at {root}")
+    return root
+
+
+def _root_in(path: Path, definition: DatasetDef) -> Path:
+    """The folder under a download that holds the dataset's marker file."""
+    for candidate in (path, *sorted(p.parent for m in definition.markers for p in path.rglob(m))):
+        if definition.has_marker(candidate):
+            return candidate
+    raise DownloadError(
+        f"the download at {path} holds no {' or '.join(definition.markers)}: it is incomplete "
+        f"or Kaggle changed its layout; delete {path} and download again"
+    )
+
+
+def _explain(err: Exception, definition: DatasetDef) -> Exception:
+    """A message that says what to do for the usual failures; others pass unchanged."""
+    source = definition.download
+    text = f"{type(err).__name__}: {err}"
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if (
+        "Unauthenticated" in type(err).__name__
+        or "Credential" in type(err).__name__
+        or (status == 401)
+    ):
+        return DownloadError(
+            f"Kaggle credentials are missing ({text}). Create an API token on "
+            f"https://www.kaggle.com/settings (API, Create New Token) and put kaggle.json in "
+            f"~/.kaggle/, or set KAGGLE_USERNAME and KAGGLE_KEY; on Colab add them as secrets "
+            f"(the key icon), or run kagglehub.login()"
+        )
+    if status == 403 or "403" in str(err):
+        if source.kind == "competition":
+            return DownloadError(
+                f"Kaggle refused the {definition.title} files ({text}): accept the competition's "
+                f"rules once at {source.url}/rules (signed in with the account of your API "
+                f"token), then run the download again; it resumes"
+            )
+        return DownloadError(f"Kaggle refused {source.url} ({text}): check your API token")
+    return err
