@@ -86,11 +86,14 @@ class TrainConfig:
     warmup_iters: int = _r("warmup_iters")  # linear warm-up length in optimiser steps
     warmup_ratio: float = _r("warmup_ratio")  # warm-up starts at this fraction of the lr
     min_lr_ratio: float = _r("min_lr_ratio")  # cosine ends at this fraction of the lr
-    num_workers: int = 2  # DataLoader worker processes (ours; 0 is fastest on 2 cores)
+    # DataLoader worker processes; None: chosen for the machine (cxrlib.runtime; 0 on a CPU)
+    num_workers: int | None = None
     precision: Precision = "auto"  # auto: bf16 on GPUs that have it, fp16 on others, CPU fp32
     channels_last: bool = True  # NHWC memory format on the GPU (ours; faster convolutions)
     compile: bool = False  # torch.compile the model (ours)
-    grad_accum: int = 1  # micro-batches per optimiser step; the global batch stays BATCH_SIZE
+    # micro-batches per optimiser step (the global batch stays BATCH_SIZE); None: 1 on a CPU,
+    # on a GPU the fewest with which a micro-batch fits its memory (measured, cxrlib.runtime)
+    grad_accum: int | None = None
     checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often (sessions die)
     seed: int = 0  # initialisation, order, flips, stochastic depth
 
@@ -237,7 +240,7 @@ def _check_ranges(cfg: Config) -> None:
         ("drop_path", m.drop_path, 0 <= m.drop_path < 1, "in [0, 1)"),
         ("epochs", t.epochs, t.epochs > 0, "> 0"),
         ("batch_size", t.batch_size, t.batch_size > 0, "> 0"),
-        ("grad_accum", t.grad_accum, t.grad_accum > 0, "> 0"),
+        ("grad_accum", t.grad_accum, t.grad_accum is None or t.grad_accum > 0, "> 0 or None"),
         ("lr", t.lr, t.lr > 0, "> 0"),
         ("weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
         ("beta1", t.beta1, 0 <= t.beta1 < 1, "in [0, 1)"),
@@ -246,14 +249,14 @@ def _check_ranges(cfg: Config) -> None:
         ("warmup_iters", t.warmup_iters, t.warmup_iters >= 0, ">= 0"),
         ("warmup_ratio", t.warmup_ratio, 0 <= t.warmup_ratio <= 1, "in [0, 1]"),
         ("min_lr_ratio", t.min_lr_ratio, 0 <= t.min_lr_ratio <= 1, "in [0, 1]"),
-        ("num_workers", t.num_workers, t.num_workers >= 0, ">= 0"),
+        ("num_workers", t.num_workers, t.num_workers is None or t.num_workers >= 0, ">= 0"),
         ("checkpoint_minutes", t.checkpoint_minutes, t.checkpoint_minutes > 0, "> 0"),
         ("seed", t.seed, t.seed >= 0, ">= 0"),
     ]
     for name, value, ok, allowed in rules:
         if not ok or (isinstance(value, float) and not math.isfinite(value)):
             raise ConfigError(f"parameter {name.upper()} must be {allowed}; got {value!r}")
-    if t.batch_size % t.grad_accum:
+    if t.grad_accum is not None and t.batch_size % t.grad_accum:
         raise ConfigError(
             f"BATCH_SIZE {t.batch_size} (the global batch) must be divisible by GRAD_ACCUM "
             f"{t.grad_accum}; each optimiser step sums GRAD_ACCUM micro-batches"

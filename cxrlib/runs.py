@@ -53,8 +53,9 @@ RESUME_TOLERANT = frozenset({"num_workers", "checkpoint_minutes", "cxr14_root", 
 #: not compared: it changes with the files' modification times (a fresh download in a new
 #: Colab session), while the images, labels and split -- the split hash -- stay the same.
 DATA_IDENTITY_KEYS = ("dataset", "source", "split", "image_size", "images", "split_hash")
-#: Runtime facts that must match on resume (they change what is computed).
-RUNTIME_KEYS = ("precision", "global_batch")
+#: Runtime facts that must match on resume (they change what is computed; batch norm sees
+#: the micro-batch).
+RUNTIME_KEYS = ("precision", "global_batch", "micro_batch")
 
 
 def run_path(config: Config, dataset: str) -> Path:

@@ -4,6 +4,14 @@
 ``torchrun`` each of the ``world_size`` processes takes ``BATCH_SIZE / world_size`` images per
 step, in ``GRAD_ACCUM`` micro-batches of ``BATCH_SIZE / (world_size * GRAD_ACCUM)``. A batch
 that does not divide is an error, never a silently different recipe.
+
+The GPU that is there (a free Colab/Kaggle T4 as much as an H100) runs the paper recipe
+without editing: ``PRECISION=auto`` takes bf16 only where it is native (compute capability 8+)
+and fp16 with a gradient scaler elsewhere (a T4 emulates bf16, slowly); ``GRAD_ACCUM=None``
+measures one training step of the actual model at growing accumulation until a micro-batch
+fits the GPU's memory (:func:`fit_grad_accum`; the global batch stays the recipe's);
+``NUM_WORKERS=None`` takes up to 4 loader processes on a GPU machine (the cache is
+memory-mapped: workers only slice and flip), none on a CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class Runtime:
     micro_batch: int = 32  #: images per forward pass on this device
     grad_accum: int = 1
     channels_last: bool = False
+    num_workers: int = 0  #: DataLoader worker processes
 
     @property
     def is_main(self) -> bool:
@@ -67,6 +76,8 @@ class Runtime:
             "grad_accum": self.grad_accum,
             "global_batch": self.global_batch,
             "precision": self.precision,
+            "num_workers": self.num_workers,
+            "gpu": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
         }
 
 
@@ -106,7 +117,8 @@ def setup_runtime(config: Config) -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     train = config.train
-    micro = micro_batch_size(train.batch_size, world_size, train.grad_accum)
+    accum = train.grad_accum or 1  # None: fitted to the GPU later (fit_grad_accum)
+    micro = micro_batch_size(train.batch_size, world_size, accum)
     if torch.cuda.is_available():
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
@@ -121,9 +133,66 @@ def setup_runtime(config: Config) -> Runtime:
         world_size=world_size,
         precision=resolve_precision(train.precision, device),
         micro_batch=micro,
-        grad_accum=train.grad_accum,
+        grad_accum=accum,
         channels_last=train.channels_last and device.type == "cuda",
+        num_workers=train.num_workers
+        if train.num_workers is not None
+        else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0),
     )
+
+
+def accumulation_choices(per_device_batch: int) -> list[int]:
+    """The accumulation counts that divide the per-device batch, fewest first."""
+    return [a for a in range(1, per_device_batch + 1) if per_device_batch % a == 0]
+
+
+def fit_grad_accum(
+    runtime: Runtime, step, memory_share: float = 0.9, only: int | None = None
+) -> Runtime:
+    """The runtime with the fewest micro-batches per step whose training step fits.
+
+    ``step(micro_batch)`` runs one forward and backward pass at that micro-batch (on a copy of
+    the model: nothing of the run changes) and returns the peak memory in bytes it took; a
+    CUDA out-of-memory error, or a peak above ``memory_share`` of the device's memory, means
+    it does not fit. Under DDP every process takes the largest count any of them needs.
+    ``only``: the count a resumed run was trained with (its micro-batch is part of what batch
+    norm computes), tried alone.
+    """
+    per_device = runtime.micro_batch * runtime.grad_accum
+    total = (
+        torch.cuda.get_device_properties(runtime.device).total_memory
+        if runtime.device.type == "cuda"
+        else None
+    )
+    chosen = None
+    for accum in [only] if only else accumulation_choices(per_device):
+        try:
+            peak = step(per_device // accum)
+        except torch.cuda.OutOfMemoryError:
+            peak = None
+        finally:
+            if runtime.device.type == "cuda":
+                torch.cuda.empty_cache()
+        if peak is not None and (total is None or peak <= memory_share * total):
+            chosen = accum
+            break
+    if chosen is None and only:
+        raise ConfigError(
+            f"the run's micro-batch of {per_device // only} images does not fit in the memory "
+            f"of this GPU ({runtime.device}): resume it on a GPU with more memory, set "
+            f"GRAD_ACCUM={only} and PRECISION as before, or start it over with --restart"
+        )
+    if chosen is None:
+        raise ConfigError(
+            f"one image per micro-batch does not fit in the memory of {runtime.device}: choose "
+            f"a smaller IMAGE_SIZE or model, or PRECISION=fp16"
+        )
+    if runtime.distributed:
+        value = torch.tensor([chosen], device=runtime.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        chosen = int(value.item())
+    runtime.grad_accum, runtime.micro_batch = chosen, per_device // chosen
+    return runtime
 
 
 def cpu_runtime() -> Runtime:

@@ -51,7 +51,7 @@ from cxrlib.runs import (
     build_model,
     settings_record,
 )
-from cxrlib.runtime import Runtime, predict, setup_runtime
+from cxrlib.runtime import Runtime, fit_grad_accum, predict, setup_runtime
 from cxrlib.session import announce_pause
 from cxrlib.session import deadline as session_deadline
 
@@ -445,6 +445,34 @@ def evaluate_test(session: Session) -> RunResult:
 # --------------------------------------------------------------------------------------------
 # The run
 # --------------------------------------------------------------------------------------------
+def memory_probe(model: nn.Module, config: Config, runtime: Runtime, classes: int):
+    """``step(micro_batch) -> peak bytes`` of one training step of a copy of ``model`` on
+    zeros (the run's weights and batch-norm statistics stay untouched), plus AdamW's two
+    moment buffers, for :func:`cxrlib.runtime.fit_grad_accum`."""
+    import copy
+
+    size = config.data.image_size
+    optimizer_bytes = 2 * sum(p.numel() * 4 for p in model.parameters())
+
+    def step(micro: int) -> int:
+        probe = copy.deepcopy(model).train()
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+        memory = torch.channels_last if runtime.channels_last else torch.contiguous_format
+        x = torch.zeros(micro, 3, size, size, device=runtime.device).contiguous(
+            memory_format=memory
+        )
+        y = torch.zeros(micro, classes, device=runtime.device)
+        try:
+            with runtime.autocast():
+                output = probe(x)
+            training_loss(output, y, config.train.loss_heads).backward()
+            return torch.cuda.max_memory_allocated(runtime.device) + optimizer_bytes
+        finally:
+            del probe, x, y
+
+    return step
+
+
 def _tensorboard_writer(run: RunFolder):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -465,13 +493,18 @@ def start_session(
     data = prepare_dataset(config, dataset, progress=progress and runtime.is_main)
     if runtime.distributed and runtime.is_main:
         dist.barrier()
-    settings = settings_record(config, data.identity(), runtime.record())
-    if saved is not None:
-        run.check_data(saved, settings["data"], settings["runtime"])
     torch.manual_seed(config.train.seed)
     model = build_model(config, len(data.classes))
     memory = torch.channels_last if runtime.channels_last else torch.contiguous_format
     model.to(runtime.device, memory_format=memory)
+    if config.train.grad_accum is None and runtime.device.type == "cuda":
+        # a resumed run keeps its micro-batch (batch norm sees it), if this GPU holds it
+        only = ((saved or {}).get("runtime") or {}).get("grad_accum")
+        probe = memory_probe(model, config, runtime, len(data.classes))
+        runtime = fit_grad_accum(runtime, probe, only=only)
+    settings = settings_record(config, data.identity(), runtime.record())
+    if saved is not None:
+        run.check_data(saved, settings["data"], settings["runtime"])
     optimizer = build_optimizer(model, config)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
     loader = make_loader(
@@ -484,7 +517,7 @@ def start_session(
         ),
         runtime.micro_batch,
         shuffle=True,
-        num_workers=config.train.num_workers,
+        num_workers=runtime.num_workers,
         seed=config.train.seed,
         rank=runtime.rank,
         world_size=runtime.world_size,

@@ -183,3 +183,23 @@ def test_runs_record_the_data_and_computation():
     assert settings["runtime"]["precision"] == "fp32"
     assert read_run(result.folder).not_comparable_because().startswith("phantom data")
     assert result.metrics["runtime"]["global_batch"] == 16
+
+
+def test_a_resume_with_another_micro_batch_is_refused(isolated_outputs, monkeypatch):
+    """GRAD_ACCUM=None fits the accumulation to the GPU, but batch norm sees the micro-batch:
+    a session whose GPU would fit another one must not continue the run with it."""
+    import cxrlib.training as training
+
+    config = load_config("smoke", **TINY)
+    assert config.train.grad_accum is None
+    train_run(config, "cxr11", progress=False, max_steps=2)
+    real_setup = training.setup_runtime
+
+    def smaller_gpu(cfg):
+        runtime = real_setup(cfg)
+        runtime.grad_accum, runtime.micro_batch = 2, runtime.micro_batch // 2
+        return runtime
+
+    monkeypatch.setattr(training, "setup_runtime", smaller_gpu)
+    with pytest.raises(RunConfigMismatchError, match="MICRO_BATCH: run has 16, now 8"):
+        train_run(config, "cxr11", progress=False)

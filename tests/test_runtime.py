@@ -36,3 +36,42 @@ def test_runs_with_other_seeds_share_the_patient_split(isolated_outputs):
         load_config("smoke", seed=0, split_seed=1, **base), "cxr11", progress=False
     )
     assert moved.split_hash() != first.split_hash()
+
+
+def test_a_t4_gets_fp16_with_a_scaler_and_an_ampere_gpu_bf16(monkeypatch):
+    """``torch.cuda.is_bf16_supported()`` says yes on a T4 (emulated): the capability decides."""
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: (7, 5))  # T4
+    assert resolve_precision("auto", cuda) == "fp16"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: (8, 0))  # A100
+    assert resolve_precision("auto", cuda) == "bf16"
+
+
+def test_accumulation_grows_until_a_micro_batch_fits_and_the_global_batch_stays():
+    from cxrlib.runtime import Runtime, fit_grad_accum
+
+    tried = []
+
+    def step(micro: int) -> int:  # stands for a GPU on which 8 images fit
+        tried.append(micro)
+        if micro > 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return micro * 2**20
+
+    runtime = fit_grad_accum(Runtime(torch.device("cpu"), micro_batch=32, grad_accum=1), step)
+    assert (runtime.grad_accum, runtime.micro_batch, runtime.global_batch) == (4, 8, 32)
+    assert tried == [32, 16, 8]
+    with pytest.raises(ConfigError, match="one image per micro-batch does not fit"):
+        fit_grad_accum(
+            Runtime(torch.device("cpu"), micro_batch=4),
+            lambda _: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError()),
+        )
+
+
+def test_defaults_choose_for_the_machine():
+    from cxrlib.runtime import setup_runtime
+
+    config = load_config("paper")
+    assert config.train.grad_accum is None and config.train.num_workers is None
+    runtime = setup_runtime(config)  # this CPU: no probe, no workers
+    assert (runtime.grad_accum, runtime.num_workers, runtime.precision) == (1, 0, "fp32")
