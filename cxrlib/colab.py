@@ -67,9 +67,9 @@ import subprocess
 import sys
 
 if importlib.util.find_spec("cxrlib") is None:
-    KIT = os.environ.get("CXRLIB_REPOSITORY", "{repository_url()}")
+    kit = os.environ.get("CXRLIB_REPOSITORY", "{repository_url()}")
     if not os.path.isdir("{folder}"):
-        clone = ["git", "clone", "-q", "--depth", "1", "--branch", "{tag}", KIT, "{folder}"]
+        clone = ["git", "clone", "-q", "--depth", "1", "--branch", "{tag}", kit, "{folder}"]
         subprocess.run(clone, check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "./{folder}"], check=True)
     importlib.invalidate_caches()'''

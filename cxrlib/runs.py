@@ -278,13 +278,16 @@ class RunFolder:
 
     # settings -------------------------------------------------------------------------------
     def read_settings(self) -> dict | None:
-        """The run's record; rewritten from ``last.pt`` when ``config.json`` was lost."""
+        """The run's record; rewritten from ``last.pt`` (or ``best.pt``) when ``config.json``
+        was lost."""
         if self.settings_file.is_file():
             try:
                 return _settings_of(json.loads(self.settings_file.read_text()))
             except (json.JSONDecodeError, KeyError):
                 self.log(f"{self.settings_file.name} is unreadable; recovering it")
         checkpoint = self.load_checkpoint(quiet=True)
+        if (checkpoint is None or "settings" not in checkpoint) and self.best.is_file():
+            checkpoint = self.load_best()
         if checkpoint is None or "settings" not in checkpoint:
             return None
         settings = checkpoint["settings"]
@@ -351,9 +354,18 @@ class RunFolder:
             return checkpoint
         return None
 
-    def save_best(self, model: nn.Module, epoch: int, val: dict) -> None:
+    def save_best(self, model: nn.Module, epoch: int, val: dict, settings: dict) -> None:
+        """``best.pt``: the weights of the best validation epoch and the run's record."""
+        state = {"model": model.state_dict(), "epoch": epoch, "val": val, "settings": settings}
         with atomic_write(self.best, "wb") as handle:
-            torch.save({"model": model.state_dict(), "epoch": epoch, "val": val}, handle)
+            torch.save(state, handle)
+
+    def drop_resume_checkpoints(self) -> None:
+        """A finished run needs only ``best.pt``: ``last.pt`` and ``last.prev.pt`` (weights
+        plus AdamW's two moment buffers, three times its size together) go, so that a full
+        set of runs fits on Google Drive or in Kaggle's working folder."""
+        for path in (self.last, self.previous):
+            path.unlink(missing_ok=True)
 
     def load_best(self) -> dict:
         if not self.best.is_file():

@@ -384,7 +384,7 @@ def end_epoch(session: Session, epoch: EpochOutcome) -> None:
         state.history.append(row)
         if val["mean_auc"] > state.best_auc:
             state.best_auc, state.best_epoch = val["mean_auc"], row["epoch"]
-            session.run.save_best(session.model, row["epoch"], val)
+            session.run.save_best(session.model, row["epoch"], val, session.settings)
         warning = diverging(state.history)
         if warning:
             state.warnings.append(warning)
@@ -422,10 +422,11 @@ def evaluate_test(session: Session) -> RunResult:
         "classes": list(data.classes),
         "model": config.model.model,
         "split": config.data.split,
-        "data_source": config.data.data_source,
+        "data_source": data.source,  # resolved: phantom or real
         "data": session.settings["data"],
         "runtime": session.settings["runtime"],
         "epochs_run": session.state.epoch,
+        "steps": session.state.step,
         "dropped_missing": data.dropped_missing,
         "best_epoch": best["epoch"],
         "warnings": session.state.warnings,
@@ -434,6 +435,7 @@ def evaluate_test(session: Session) -> RunResult:
         "test_ci": bootstrap_auc_ci(labels, scores, resamples=1000, seed=config.train.seed),
     }
     run.write_metrics(metrics)
+    run.drop_resume_checkpoints()
     run.log(
         f"finished: best epoch {best['epoch']}, test mean AUC "
         f"{metrics['test']['mean_auc']:.2f} [{metrics['test_ci']['mean_low']:.2f}, "

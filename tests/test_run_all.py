@@ -35,6 +35,9 @@ def test_help_documents_every_option():
         "--results-dir",
         "--runs-dir",
         "--data-dir",
+        "--download",
+        "--time-limit-minutes",
+        "exit status",
         "--test",
         "results/<profile>/executed",
     ):
