@@ -48,7 +48,18 @@ LOG = logging.getLogger("cxrlib.runs")
 SETTINGS_VERSION = 2
 #: Configuration fields that may change between sessions of one run: they cannot change
 #: its results (where the data lives, how often to checkpoint, loader processes).
-RESUME_TOLERANT = frozenset({"num_workers", "checkpoint_minutes", "cxr14_root", "cxr11_root"})
+#: DATA_SOURCE and GRAD_ACCUM may read "auto"/None: what they resolve to -- the data's source,
+#: the micro-batch -- is compared instead (DATA_IDENTITY_KEYS, RUNTIME_KEYS).
+RESUME_TOLERANT = frozenset(
+    {
+        "num_workers",
+        "checkpoint_minutes",
+        "cxr14_root",
+        "cxr11_root",
+        "data_source",
+        "grad_accum",
+    }
+)
 #: Parts of the data identity that must match on resume. The cache key is recorded too but
 #: not compared: it changes with the files' modification times (a fresh download in a new
 #: Colab session), while the images, labels and split -- the split hash -- stay the same.

@@ -21,11 +21,23 @@ def _name(requirement: str) -> str:
 def test_environment_yml_matches_pyproject():
     tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python >= 3.11")
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    extras = project["optional-dependencies"]
+    wanted = {_name(r) for r in project["dependencies"] + extras["dev"] + extras["lab"]}
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     available = conda | {_name(p) for p in pip if not p.startswith("-e")}
     missing = {w for w in wanted if CONDA_NAMES.get(w, w) not in available}
     assert not missing, f"environment.yml lacks {sorted(missing)}"
-    assert "-e .[dev]" in pip, "environment.yml must install the project itself"
+    assert "-e .[dev,lab]" in pip, "environment.yml must install the project itself"
+
+
+def test_the_front_end_is_an_extra_not_a_core_dependency():
+    """Installing ipywidgets 8 / ipykernel / JupyterLab into Colab replaces its own Jupyter
+    stack (Colab's progress bars need its ipywidgets 7): the setup cell installs only core."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python >= 3.11")
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    core = {_name(r) for r in project["dependencies"]}
+    front_end = {"jupyterlab", "ipywidgets", "ipykernel", "notebook"}
+    assert not core & front_end
+    assert front_end - {"notebook"} <= {_name(r) for r in project["optional-dependencies"]["lab"]}

@@ -57,8 +57,9 @@ def test_no_weight_decay_on_norms_biases_cls_token_and_label_embeddings():
     assert len(decayed["params"]) + len(free["params"]) == len(list(model.parameters()))
 
 
-def _final_state(result):
-    return load_checkpoint(result.folder / "last.pt")["model"]
+def _best_weights(result):
+    """The kept model of a finished run (``last.pt`` goes when a run finishes)."""
+    return RunFolder(result.folder).load_best()["model"]
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(isolated_outputs, monkeypatch):
@@ -73,7 +74,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(isolated_outputs, monkeypat
     resumed = train_run(config, "cxr11", progress=False)
     assert resumed.finished
     assert resumed.metrics["test"] == straight.metrics["test"]
-    a, b = _final_state(straight), _final_state(resumed)
+    a, b = _best_weights(straight), _best_weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     cols = ["epoch", "train_loss", "lr", "val_mean_auc"]
     assert resumed.history[cols].equals(straight.history[cols])

@@ -111,8 +111,8 @@ def _explain(err: Exception, definition: DatasetDef) -> Exception:
         return DownloadError(
             f"Kaggle credentials are missing ({text}). Create an API token on "
             f"https://www.kaggle.com/settings (API, Create New Token) and put kaggle.json in "
-            f"~/.kaggle/, or set KAGGLE_USERNAME and KAGGLE_KEY; on Colab add them as secrets "
-            f"(the key icon), or run kagglehub.login()"
+            f"~/.kaggle/, or set KAGGLE_USERNAME and KAGGLE_KEY; on Colab add the secret "
+            f"KAGGLE_API_TOKEN (or those two; the key icon), or run kagglehub.login()"
         )
     if status == 403 or "403" in str(err):
         if source.kind == "competition":
