@@ -22,20 +22,30 @@ PHANTOM_NOTE = "phantom data, not comparable with the paper"
 def data_label(config: Config, dataset: str | None = None) -> str:
     """A short label of where the numbers come from, for titles and captions.
 
-    With ``dataset`` a dataset without a phantom (your CSV) is labelled as your data.
+    With ``dataset`` a dataset without a phantom (your CSV) is labelled as your data; without
+    one, the label covers both paper datasets and names each when one is real and the other a
+    phantom (``DATA_SOURCE=auto`` with only one dataset found).
     """
-    from cxrlib.data.datasets import get_dataset
+    from cxrlib.data.datasets import PAPER_DATASETS, get_dataset
     from cxrlib.data.prepare import data_source
 
-    definition = get_dataset(dataset) if dataset else None
-    if definition is not None and not definition.phantom:
-        label = f"{definition.title}, {config.data.split} split"
-    elif (definition is not None and data_source(config, definition) == "phantom") or (
-        definition is None and config.is_phantom
-    ):
+    names = [dataset] if dataset else list(PAPER_DATASETS)
+    definitions = [get_dataset(name) for name in names]
+    sources = {d.name: data_source(config, d) for d in definitions}
+    if dataset and not definitions[0].phantom:
+        label = f"{definitions[0].title}, {config.data.split} split"
+    elif set(sources.values()) == {"phantom"}:
         label = PHANTOM_NOTE
-    else:
+    elif set(sources.values()) == {"real"}:
         label = f"real data, {config.data.split} split"
+    else:
+        label = (
+            "; ".join(
+                f"{name.upper()}: {PHANTOM_NOTE if source == 'phantom' else 'real data'}"
+                for name, source in sources.items()
+            )
+            + f"; {config.data.split} split"
+        )
     if config.data.allow_missing_images:
         label += "; images missing on disk were dropped (ALLOW_MISSING_IMAGES), see split_sizes"
     return label

@@ -49,6 +49,7 @@ PAUSED_EXIT_STATUS = 75
 PAUSED = "paused — run again to resume"
 
 _time_limit: dict[str, float | None] = {"deadline": None}
+_folders_set: dict[str, str] = {}  #: what this process set, so that None can undo it
 
 
 def apply_session_parameters(params: dict) -> None:
@@ -66,7 +67,9 @@ def apply_session_parameters(params: dict) -> None:
             raise ConfigError(f"parameter {name} must be {allowed} or None; got {value!r}")
     for name, env in FOLDER_PARAMETERS.items():
         if params.get(name):
-            os.environ[env] = str(Path(params[name]).expanduser().resolve())
+            os.environ[env] = _folders_set[env] = str(Path(params[name]).expanduser().resolve())
+        elif env in _folders_set and os.environ.get(env) == _folders_set.pop(env):
+            del os.environ[env]  # None again after an earlier run of the notebook: the default
     set_time_limit(params.get("TIME_LIMIT_MINUTES"))
     _end_pause()
     if params.get("DOWNLOAD"):  # before the profile is chosen: the data then selects "paper"

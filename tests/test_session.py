@@ -51,3 +51,33 @@ def test_past_the_deadline_no_run_starts_and_the_pause_is_announced(
     assert not (runs["resnet34"].folder / "last.pt").exists()
     assert "paused — run again to resume" in capsys.readouterr().out
     assert "resnet34 (not started)" in pause_file.read_text()
+
+
+def test_a_folder_parameter_set_back_to_none_means_the_default_again(tmp_path, monkeypatch):
+    """A kernel that ran the notebook with RUNS_DIR set, then with None, uses ./runs again;
+    a folder set outside (./run_all.sh --runs-dir) is left alone."""
+    from cxrlib.paths import project_root, runs_root
+
+    monkeypatch.delenv("CXRLIB_RUNS_DIR", raising=False)
+    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": str(tmp_path / "drive")})
+    assert runs_root() == tmp_path / "drive"
+    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": None})
+    assert runs_root() == project_root() / "runs"
+    monkeypatch.setenv("CXRLIB_RUNS_DIR", str(tmp_path / "outside"))
+    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": None})
+    assert runs_root() == tmp_path / "outside"
+
+
+def test_a_table_label_names_each_dataset_when_only_one_is_real(isolated_outputs, monkeypatch):
+    from cxrlib.outputs import PHANTOM_NOTE, data_label
+
+    nih = isolated_outputs / "nih"
+    nih.mkdir()
+    (nih / "Data_Entry_2017.csv").write_text("x")
+    config = load_config("smoke")
+    assert data_label(config) == PHANTOM_NOTE
+    monkeypatch.setenv("CXR14_ROOT", str(nih))
+    config = load_config("smoke")
+    assert data_label(config, "cxr14") == "real data, paper split"
+    assert data_label(config, "cxr11") == PHANTOM_NOTE
+    assert data_label(config) == f"CXR14: real data; CXR11: {PHANTOM_NOTE}; paper split"
