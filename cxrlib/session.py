@@ -1,9 +1,8 @@
 """A working session -- a Colab or Kaggle notebook, ``./run_all.sh``, a workstation: where its
 files go and when its training must pause.
 
-Colab and Kaggle sessions end (Colab's free tier after at most 12 hours or an idle spell;
-Kaggle's after 12 hours, 9 for a committed notebook). Everything long is therefore resumable,
-and a session says two things about itself:
+Colab and Kaggle sessions end (after at most 12 hours, earlier when idle). Everything long is
+therefore resumable, and a session says about itself:
 
 * **where** (``RUNS_DIR``, ``DATA_DIR``, ``RESULTS_DIR`` -- notebook parameters and
   ``./run_all.sh`` options; they set ``$CXRLIB_RUNS_DIR`` ... for this process and its
