@@ -110,9 +110,10 @@ class Config:
     @property
     def is_phantom(self) -> bool:
         """True when results come from the synthetic phantom data (never paper-comparable)."""
-        return self.data.data_source == "phantom" or (
-            self.data.data_source == "auto" and not real_data_found()
-        )
+        from cxrlib.data.datasets import PAPER_DATASETS, get_dataset
+        from cxrlib.data.roots import data_source
+
+        return all(data_source(self, get_dataset(n)) == "phantom" for n in PAPER_DATASETS)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-serialisable nested dict."""
@@ -270,17 +271,13 @@ def _check_ranges(cfg: Config) -> None:
         )
 
 
-def real_data_found() -> bool:
-    """True when the real data of a paper dataset is there: a root given in the environment,
-    a Kaggle input or a finished ``python -m cxrlib download`` (:mod:`cxrlib.data.roots`)."""
+def auto_profile() -> str:
+    """The profile when none is given: ``paper`` where the real data of a paper dataset is
+    found (a root in the environment, a Kaggle input, a finished ``python -m cxrlib download``;
+    :mod:`cxrlib.data.roots`), else ``smoke``."""
     from cxrlib.data.roots import found_roots  # here: the data package reads the config
 
-    return bool(found_roots())
-
-
-def auto_profile() -> str:
-    """The profile when none is given: ``paper`` where real data is found, else ``smoke``."""
-    return "paper" if real_data_found() else "smoke"
+    return "paper" if found_roots() else "smoke"
 
 
 def load_config(profile: str | None = "smoke", /, **overrides: Any) -> Config:
@@ -291,8 +288,9 @@ def load_config(profile: str | None = "smoke", /, **overrides: Any) -> Config:
     variables (also when given as None). ``profile`` None: :func:`auto_profile`. Raises
     :class:`ConfigError` naming the allowed values on any bad input.
     """
-    if profile is None:
-        profile = auto_profile()
+    if profile is None:  # a root given here counts as real data found
+        given = any(overrides.get(k) or overrides.get(k.upper()) for k in ROOT_ENV_VARS)
+        profile = "paper" if given else auto_profile()
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; allowed profiles: {', '.join(PROFILES)}")
     values: dict[str, Any] = dict(PROFILE_OVERRIDES[profile])

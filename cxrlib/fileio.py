@@ -21,6 +21,24 @@ from typing import IO
 
 from cxrlib.errors import DiskSpaceError
 
+
+def human_size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def check_free_space(folder: Path, needed: int, what: str, fix: str) -> None:
+    """A :class:`DiskSpaceError` naming ``folder``, both sizes and ``fix`` when ``folder``'s
+    disk has fewer than ``needed`` bytes free (checked before a long write, not after)."""
+    import shutil
+
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DiskSpaceError(
+            f"{what} needs {human_size(needed)} in {folder} but only {human_size(free)} are "
+            f"free; {fix}"
+        )
+
+
 TEMP_SUFFIX = ".tmp"
 
 

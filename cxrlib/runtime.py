@@ -179,8 +179,8 @@ def fit_grad_accum(
     if chosen is None and only:
         raise ConfigError(
             f"the run's micro-batch of {per_device // only} images does not fit in the memory "
-            f"of this GPU ({runtime.device}): resume it on a GPU with more memory, set "
-            f"GRAD_ACCUM={only} and PRECISION as before, or start it over with --restart"
+            f"of this GPU ({runtime.device}): resume it on a GPU with more memory, or start "
+            f"it over with --restart"
         )
     if chosen is None:
         raise ConfigError(

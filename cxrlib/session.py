@@ -108,7 +108,7 @@ def announce_pause(message: str) -> None:
     if os.environ.get(PAUSE_FILE_ENV):
         atomic_write_text(Path(os.environ[PAUSE_FILE_ENV]), text + "\n")
     shell = _ipython()
-    if shell is not None and not any(_is_skip(t) for t in shell.input_transformers_post):
+    if shell is not None and _skip_cell not in shell.input_transformers_post:
         shell.input_transformers_post.append(_skip_cell)
 
 
@@ -129,13 +129,9 @@ def _skip_cell(lines: list[str]) -> list[str]:
     return [f"print({'skipped: training ' + PAUSED + ' (run the notebook from the top)'!r})\n"]
 
 
-def _is_skip(transformer) -> bool:
-    return transformer is _skip_cell
-
-
 def _end_pause() -> None:
     shell = _ipython()
     if shell is not None:
         shell.input_transformers_post[:] = [
-            t for t in shell.input_transformers_post if not _is_skip(t)
+            t for t in shell.input_transformers_post if t is not _skip_cell
         ]

@@ -189,6 +189,10 @@ def test_real_data_is_used_wherever_it_is_found(monkeypatch, tmp_path):
     config, _ = config_and_extras({"PROFILE": "smoke", "CXR14_ROOT": None})
     assert config.data.cxr14_root == str(nih)
     monkeypatch.delenv("CXR14_ROOT")
+    # a root given in the notebook (not the environment) also selects the paper profile
+    assert load_config(None).profile == "smoke"
+    assert load_config(None, CXR14_ROOT=str(nih)).profile == "paper"
+    assert not load_config("smoke", cxr14_root=str(nih)).is_phantom
     # a Kaggle mount, found at any of the first three levels of /kaggle/input
     ranzcr = tmp_path / "kaggle" / "competitions" / "ranzcr-clip"
     ranzcr.mkdir(parents=True)

@@ -87,6 +87,6 @@ def test_competition_rules_not_accepted_names_the_rules_page(fake_kagglehub):
 
 def test_free_space_is_checked_before_anything_is_fetched(fake_kagglehub, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda _: USAGE(100 * 2**30, 90 * 2**30, 10 * 2**30))
-    with pytest.raises(DiskSpaceError, match=r"about 24 GB free .* 10.0 GB are free"):
+    with pytest.raises(DiskSpaceError, match=r"needs 24\.00 GiB .* only 10\.00 GiB are free"):
         download("cxr11")
     assert fake_kagglehub.calls == []

@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from cxrlib.errors import DiskSpaceError, UserError
-from cxrlib.fileio import atomic_write_text, disk_full_error
+from cxrlib.errors import UserError
+from cxrlib.fileio import atomic_write_text, check_free_space, disk_full_error
 
 CACHE_VERSION = 1
 INTERPOLATION = "bicubic"
@@ -171,20 +171,6 @@ def open_cache(folder: Path) -> ImageCache:
     return ImageCache(folder, images, meta["image_ids"])
 
 
-def _size(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
-
-
-def _check_free_space(folder: Path, needed: int) -> None:
-    free = shutil.disk_usage(folder).free
-    if free < needed:
-        raise DiskSpaceError(
-            f"the image cache needs {_size(needed)} in {folder} but only {_size(free)} are "
-            f"free; free space there, or put the data folder on a "
-            f"larger disk with --data-dir DIR (CXRLIB_DATA_DIR)"
-        )
-
-
 def _allocate(path: Path, nbytes: int) -> None:
     """Create ``path`` with ``nbytes`` really reserved on disk, so that writing through a
     memory map can never hit a full disk (which kills the process with SIGBUS)."""
@@ -264,7 +250,13 @@ def build_cache(
     count = len(paths)
     fresh = not (partial / "images.u8").is_file()
     if fresh:
-        _check_free_space(partial, count * size * size + count)
+        check_free_space(
+            partial,
+            count * size * size + count,
+            "the image cache",
+            "free space there, or put the data folder on a larger disk with --data-dir DIR "
+            "(CXRLIB_DATA_DIR)",
+        )
         _allocate(partial / "images.u8", count * size * size)
         _allocate(partial / "done.u8", count)
     images = np.memmap(partial / "images.u8", dtype=np.uint8, mode="r+", shape=(count, size, size))

@@ -16,12 +16,12 @@ dataset's size, which is checked before anything is fetched. A finished download
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.roots import discover_root, record_download
-from cxrlib.errors import DiskSpaceError, UserError
+from cxrlib.errors import UserError
+from cxrlib.fileio import check_free_space
 from cxrlib.paths import data_root
 
 GB = 1024**3
@@ -36,18 +36,6 @@ class DownloadError(UserError, RuntimeError):
 def download_folder() -> Path:
     """Where kagglehub keeps downloads: ``$KAGGLEHUB_CACHE``, else ``<DATA_DIR>/kagglehub``."""
     return Path(os.environ.get("KAGGLEHUB_CACHE") or data_root() / "kagglehub")
-
-
-def check_free_space(folder: Path, needed_gb: float, what: str) -> None:
-    """A :class:`DiskSpaceError` naming the folder and the sizes when ``folder`` lacks room."""
-    folder.mkdir(parents=True, exist_ok=True)
-    free_gb = shutil.disk_usage(folder).free / GB
-    if free_gb < needed_gb:
-        raise DiskSpaceError(
-            f"{what} needs about {needed_gb:.0f} GB free in {folder} (the archive and its "
-            f"unpacked files at once); {free_gb:.1f} GB are free. Free some space, or set "
-            f"DATA_DIR (--data-dir, $CXRLIB_DATA_DIR) or $KAGGLEHUB_CACHE to a larger disk"
-        )
 
 
 def download(dataset: str) -> Path:
@@ -69,7 +57,14 @@ def download(dataset: str) -> Path:
             "and Kaggle)"
         ) from None
     folder = download_folder()
-    check_free_space(folder, SPACE_FACTOR * source.gigabytes, f"{definition.title} download")
+    folder.mkdir(parents=True, exist_ok=True)
+    check_free_space(
+        folder,
+        int(SPACE_FACTOR * source.gigabytes * GB),
+        f"the {definition.title} download (its archive and the unpacked files at once)",
+        "free some space, or set DATA_DIR (--data-dir, $CXRLIB_DATA_DIR) or $KAGGLEHUB_CACHE "
+        "to a larger disk",
+    )
     os.environ.setdefault("KAGGLEHUB_CACHE", str(folder))
     print(
         f"{definition.name}: downloading {source.url} (about {source.gigabytes:.0f} GB) to {folder}"

@@ -20,7 +20,7 @@ from cxrlib.config import Config
 from cxrlib.data.cache import ImageCache, build_cache
 from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.phantom import PhantomSpec, generate_phantom
-from cxrlib.data.roots import find_data_root
+from cxrlib.data.roots import data_source, find_data_root
 from cxrlib.data.splits import (
     SPLIT_NAMES,
     SplitFileError,
@@ -99,16 +99,6 @@ def _authors_label_vectors(dataset: str) -> np.ndarray | None:
         )
         return None
     return paper.loc[paper["split"] == "train", list(get_dataset(dataset).classes)].to_numpy()
-
-
-def data_source(config: Config, definition: DatasetDef) -> str:
-    """``phantom`` or ``real`` for this dataset: a dataset without a phantom (your CSV) is
-    always real; ``DATA_SOURCE=auto`` takes the real data wherever it is found."""
-    if not definition.phantom or config.data.data_source == "real":
-        return "real"
-    if config.data.data_source == "phantom":
-        return "phantom"
-    return "real" if find_data_root(definition, definition.configured_root(config)) else "phantom"
 
 
 def locate_dataset(config: Config, definition: DatasetDef) -> tuple[Path, Path | None]:

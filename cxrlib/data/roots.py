@@ -106,23 +106,33 @@ def find_data_root(dataset: str | DatasetDef, explicit: str | None = None) -> Pa
     return None if hit is None else hit[0]
 
 
+def data_source(config, definition: DatasetDef) -> str:
+    """``phantom`` or ``real`` for this dataset under ``config``: a dataset without a phantom
+    (your CSV) is always real; ``DATA_SOURCE=auto`` takes the real data wherever it is found."""
+    if not definition.phantom or config.data.data_source == "real":
+        return "real"
+    if config.data.data_source == "phantom":
+        return "phantom"
+    return "real" if find_data_root(definition, definition.configured_root(config)) else "phantom"
+
+
 def data_plan(config) -> list[str]:
     """One line per paper dataset: the data it will use under ``config`` and where from
     (``./run_all.sh`` prints these before it starts; ``python -m cxrlib data``)."""
     lines = []
     for name in PAPER_DATASETS:
         definition = get_dataset(name)
+        if data_source(config, definition) == "phantom":
+            why = "DATA_SOURCE=phantom" if config.data.data_source == "phantom" else "none found"
+            lines.append(f"{name}: phantom data ({why})")
+            continue
         given = definition.configured_root(config)
-        hit = (Path(given), "given") if given else discover_root(definition)
-        if config.data.data_source == "phantom":
-            lines.append(f"{name}: phantom data (DATA_SOURCE=phantom)")
-        elif hit is not None:
-            lines.append(f"{name}: real data at {hit[0]} ({hit[1]})")
-        elif config.data.data_source == "auto":
-            lines.append(f"{name}: phantom data (no real data found)")
-        else:
-            lines.append(
-                f"{name}: real data NOT FOUND: python -m cxrlib download {name}, attach it on "
-                f"Kaggle, or --{name}-root DIR"
-            )
+        how = f"${definition.env_var}" if given == os.environ.get(definition.env_var) else "given"
+        hit = (Path(given), how) if given else discover_root(definition)
+        lines.append(
+            f"{name}: real data at {hit[0]} ({hit[1]})"
+            if hit
+            else f"{name}: real data NOT FOUND: python -m cxrlib download {name}, attach it on "
+            f"Kaggle, or --{name}-root DIR"
+        )
     return lines
