@@ -89,7 +89,7 @@ class TrainConfig:
     # DataLoader worker processes; None: chosen for the machine (cxrlib.runtime; 0 on a CPU)
     num_workers: int | None = None
     precision: Precision = "auto"  # auto: bf16 on GPUs that have it, fp16 on others, CPU fp32
-    channels_last: bool = True  # NHWC memory format on the GPU (ours; faster convolutions)
+    channels_last: bool = True  # NHWC memory format (ours; faster convolutions, CPU and GPU)
     compile: bool = False  # torch.compile the model (ours)
     # micro-batches per optimiser step (the global batch stays BATCH_SIZE); None: 1 on a CPU,
     # on a GPU the fewest with which a micro-batch fits its memory (measured, cxrlib.runtime)

@@ -86,7 +86,7 @@ def _fmt(value) -> str:
 
 
 def estimated_gpu_hours(model: str, dataset: str, tables: Path) -> float | None:
-    """A100 hours of one run: 3 × forward GFLOPs (notebook 02) × epochs × training images
+    """A100 hours of one run: 3 × forward GFLOPs executed (notebook 02) × epochs × training images
     (notebook 01) ÷ (peak × assumed utilisation). None when a table is missing."""
     summary, sizes = tables / "model_summary.csv", tables / "split_sizes.csv"
     if not (summary.is_file() and sizes.is_file()):

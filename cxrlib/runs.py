@@ -365,9 +365,10 @@ class RunFolder:
             return checkpoint
         return None
 
-    def save_best(self, model: nn.Module, epoch: int, val: dict, settings: dict) -> None:
-        """``best.pt``: the weights of the best validation epoch and the run's record."""
-        state = {"model": model.state_dict(), "epoch": epoch, "val": val, "settings": settings}
+    def save_best(self, weights: dict, epoch: int, val: dict, settings: dict) -> None:
+        """``best.pt``: the weights (a state dict) of the best validation epoch and the run's
+        record."""
+        state = {"model": weights, "epoch": epoch, "val": val, "settings": settings}
         with atomic_write(self.best, "wb") as handle:
             torch.save(state, handle)
 

@@ -57,6 +57,11 @@ class Runtime:
         return DTYPES[self.precision]
 
     @property
+    def eval_batch(self) -> int:
+        """Images per evaluation batch: 4 micro-batches, at least 64."""
+        return max(64, 4 * self.micro_batch)
+
+    @property
     def global_batch(self) -> int:
         return self.micro_batch * self.grad_accum * self.world_size
 
@@ -77,6 +82,8 @@ class Runtime:
             "global_batch": self.global_batch,
             "precision": self.precision,
             "num_workers": self.num_workers,
+            "channels_last": self.channels_last,
+            "tf32": self.device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
             "gpu": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None,
         }
 
@@ -125,6 +132,12 @@ def setup_runtime(config: Config) -> Runtime:
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
+    if device.type == "cuda":
+        # fp32 matrix products on tensor cores (TF32) and convolution algorithms chosen by
+        # measurement for each input shape: both change the last bits only
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Runtime(
@@ -134,7 +147,7 @@ def setup_runtime(config: Config) -> Runtime:
         precision=resolve_precision(train.precision, device),
         micro_batch=micro,
         grad_accum=accum,
-        channels_last=train.channels_last and device.type == "cuda",
+        channels_last=train.channels_last,
         num_workers=train.num_workers
         if train.num_workers is not None
         else (min(4, os.cpu_count() or 1) if device.type == "cuda" else 0),
@@ -200,16 +213,24 @@ def cpu_runtime() -> Runtime:
     return Runtime(torch.device("cpu"))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
-    model: nn.Module, images: np.ndarray, rows: np.ndarray, runtime: Runtime, batch_size: int = 64
+    model: nn.Module,
+    images: np.ndarray,
+    rows: np.ndarray,
+    runtime: Runtime,
+    batch_size: int | None = None,
 ) -> np.ndarray:
-    """Probabilities of the fused rule for ``images[rows]`` (N×K), in order."""
+    """Probabilities of the fused rule for ``images[rows]`` (N×K), in order.
+
+    ``batch_size``: default :attr:`Runtime.eval_batch` (no activations are kept for a
+    backward pass, so evaluation takes larger batches than training)."""
     model.eval()
     dataset = CachedImageDataset(images, rows, np.zeros((len(rows), 1), dtype=np.float32))
     out = []
-    for x, _ in make_loader(dataset, batch_size, shuffle=False):
+    loader = make_loader(dataset, batch_size or runtime.eval_batch, shuffle=False)
+    for x, _ in loader:
         x = to_model_input(x, runtime.device, runtime.channels_last)
         with runtime.autocast():
-            out.append(model(x).probabilities().float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+            out.append(model(x).probabilities().float())
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, 0))

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -82,13 +83,29 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, config: Config) -> torch.optim.AdamW:
-    """AdamW of the recipe over :func:`parameter_groups`."""
+    """AdamW of the recipe over :func:`parameter_groups`.
+
+    Fused (one kernel for all parameters) where the parameters live on a CPU or a CUDA GPU:
+    faster, and it takes the grad scaler's "skip this step" flag on the device, so a step
+    with non-finite gradients is skipped without the host waiting for the GPU."""
     t = config.train
+    device = next(model.parameters()).device.type
     return torch.optim.AdamW(
         parameter_groups(model, t.weight_decay),
         lr=t.lr,
         betas=(t.beta1, t.beta2),
         eps=t.adam_eps,
+        fused=device in ("cpu", "cuda") or None,
+    )
+
+
+def build_scaler(runtime: Runtime) -> torch.amp.GradScaler:
+    """The gradient scaler: dynamic loss scaling in fp16; in fp32 and bf16 a fixed scale of 1
+    (exact), kept for its on-device check that skips a step whose gradients are not finite."""
+    if runtime.precision == "fp16":
+        return torch.amp.GradScaler(runtime.device.type)
+    return torch.amp.GradScaler(
+        runtime.device.type, init_scale=1.0, growth_factor=2.0, growth_interval=2**31 - 1
     )
 
 
@@ -150,6 +167,80 @@ class TrainState:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+#: Micro-batches between reads of the loss from the device (progress bar, non-finite check):
+#: the host does not wait for the GPU at every step (the loss is also read at every
+#: checkpoint, pause and epoch end).
+READ_EVERY = 50
+#: Under DDP, optimiser steps between the processes' agreement on the time limit (a
+#: collective that makes every process wait for the slowest).
+AGREE_EVERY = 20
+
+
+class LossMeter:
+    """This epoch's summed loss and its first non-finite micro-batch, kept on the device.
+
+    The running sum continues ``TrainState.loss_sum`` in the same order whenever it is read,
+    so an interrupted and resumed epoch sums exactly as an uninterrupted one."""
+
+    def __init__(self, state: TrainState, device: torch.device) -> None:
+        self.total = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)
+        self.first_bad = torch.tensor(-1, dtype=torch.int64, device=device)
+
+    def add(self, loss: torch.Tensor, batch: int) -> None:
+        loss = loss.detach()
+        self.total += loss.double()
+        new_bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(new_bad, batch, self.first_bad)
+
+    def read(self, state: TrainState, runtime: Runtime) -> int | None:
+        """Fold the device's sum into ``state``; the first non-finite micro-batch (0-based,
+        of any process) or None. One wait for the device."""
+        bad = self.first_bad.clone()
+        if runtime.distributed:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        values = torch.stack([self.total, bad.double()]).cpu()  # the one sync
+        state.loss_sum = float(values[0])
+        return None if values[1] < 0 else int(values[1])
+
+
+class CheckpointWriter:
+    """Writes checkpoints in a background thread, one at a time and in order.
+
+    The caller hands over a copy on the CPU (:func:`cpu_copy`), so training continues while
+    the file is written; :meth:`wait` returns once everything handed over is on disk and
+    re-raises what went wrong there (a full disk, say)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending: list[Future] = []
+
+    def submit(self, write, *args) -> None:
+        self._pending.append(self._pool.submit(write, *args))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def cpu_copy(value):
+    """A copy of ``value`` (nested dicts/lists of tensors) on the CPU that training cannot
+    change any more (tensors already on the CPU are cloned)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(cpu_copy(v) for v in value)
+    return value
+
+
 @dataclass
 class Session:
     """Everything one process needs to train a run (built by :func:`start_session`)."""
@@ -159,13 +250,15 @@ class Session:
     data: PreparedDataset
     runtime: Runtime
     model: nn.Module  #: the plain module (checkpoints, evaluation)
-    trainable: nn.Module  #: what the loop calls: compiled and/or DDP-wrapped ``model``
+    trainable: nn.Module  #: what the loop calls: DDP-wrapped and/or compiled ``model``
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     loader: DataLoader
     state: TrainState
     settings: dict
     tensorboard: object | None = None
+    ddp: nn.parallel.DistributedDataParallel | None = None  #: for ``no_sync``
+    writer: CheckpointWriter = field(default_factory=CheckpointWriter)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -184,11 +277,12 @@ class Session:
 
 
 def _check_finite(model: nn.Module, run: RunFolder) -> None:
-    for name, param in model.named_parameters():
-        if not torch.isfinite(param).all():
-            raise NonFiniteLossError(
-                f"parameter {name} is not finite; not saving. {_last_good(run)}"
-            )
+    finite = torch.stack([torch.isfinite(p).all() for p in model.parameters()])
+    if bool(finite.all()):  # one wait for the device, not one per parameter
+        return
+    flags = zip(model.named_parameters(), finite.tolist(), strict=True)
+    name = next(n for (n, _), ok in flags if not ok)
+    raise NonFiniteLossError(f"parameter {name} is not finite; not saving. {_last_good(run)}")
 
 
 def _last_good(run: RunFolder) -> str:
@@ -199,7 +293,10 @@ def _last_good(run: RunFolder) -> str:
 
 
 def save_checkpoint(session: Session) -> None:
-    """``last.pt`` of the session (rank 0): model, optimiser, scaler, state, RNG, settings."""
+    """``last.pt`` of the session (rank 0): model, optimiser, scaler, state, RNG, settings.
+
+    The tensors are copied to the CPU here; the file is written in the background
+    (:class:`CheckpointWriter`: one thread, so files are written in the order handed over)."""
     if not session.runtime.is_main:
         return
     _check_finite(session.model, session.run)
@@ -213,13 +310,14 @@ def save_checkpoint(session: Session) -> None:
     }
     if torch.cuda.is_available():
         checkpoint["rng_cuda"] = torch.cuda.get_rng_state()
-    session.run.save_checkpoint(checkpoint)
+    session.writer.submit(session.run.save_checkpoint, cpu_copy(checkpoint))
 
 
 def _restore(session: Session, checkpoint: dict) -> None:
     session.model.load_state_dict(checkpoint["model"])
     session.optimizer.load_state_dict(checkpoint["optimizer"])
-    session.scaler.load_state_dict(checkpoint["scaler"])
+    if checkpoint["scaler"]:  # empty from versions whose fp32/bf16 runs had no scaler
+        session.scaler.load_state_dict(checkpoint["scaler"])
     session.state = TrainState.from_dict(checkpoint["state"])
     torch.set_rng_state(checkpoint["rng_cpu"])
     if torch.cuda.is_available() and "rng_cuda" in checkpoint:
@@ -267,11 +365,26 @@ class EpochOutcome:
     seconds: float
 
 
+def _stop_non_finite(session: Session, batch: int) -> None:
+    state = session.state
+    session.run.log(f"stopped: non-finite loss at epoch {state.epoch + 1}, batch {batch + 1}")
+    raise NonFiniteLossError(
+        f"loss is not finite at epoch {state.epoch + 1}, batch {batch + 1} of "
+        f"{session.run.path}; its update was skipped and the run stopped. "
+        f"{_last_good(session.run)}. Try a lower LR or PRECISION=fp32, or check the data; "
+        f"--restart starts the run over."
+    )
+
+
 def train_one_epoch(session: Session, limits: Limits, progress: bool = True) -> EpochOutcome:
     """Train the rest of the current epoch (or until ``limits`` pause it).
 
     Gradients are accumulated over ``GRAD_ACCUM`` micro-batches; pauses and mid-epoch
     checkpoints happen only once a group is complete, so no accumulated gradient is lost.
+    The host does not wait for the device at each step: the loss stays there
+    (:class:`LossMeter`) and is read every :data:`READ_EVERY` micro-batches and before any
+    checkpoint; a step whose gradients are not finite is skipped on the device (the grad
+    scaler's flag, taken by the fused optimiser), and the run then stops at the next read.
     """
     state, runtime, t = session.state, session.runtime, session.config.train
     accum, total = runtime.grad_accum, len(session.loader)
@@ -287,6 +400,15 @@ def train_one_epoch(session: Session, limits: Limits, progress: bool = True) -> 
     )
     start, seen_before, last_save = time.monotonic(), state.seen, time.monotonic()
     lr = session.lr(state.step)
+    meter = LossMeter(state, runtime.device)
+
+    def read_loss() -> None:
+        bad = meter.read(state, runtime)
+        if bad is not None:
+            _stop_non_finite(session, bad)
+        rate = (state.seen - seen_before) / max(time.monotonic() - start, 1e-9)
+        mean = state.loss_sum / max(state.loss_count, 1)
+        bar.set_postfix(loss=f"{mean:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}", refresh=False)
 
     def outcome(paused: str | None) -> EpochOutcome:
         return EpochOutcome(paused, lr, state.seen - seen_before, time.monotonic() - start)
@@ -300,45 +422,42 @@ def train_one_epoch(session: Session, limits: Limits, progress: bool = True) -> 
             y = y.to(runtime.device, non_blocking=True)
             ends_group = (state.batch + 1) % accum == 0 or state.batch + 1 == total
             sync = nullcontext()
-            if runtime.distributed and not ends_group:
-                sync = session.trainable.no_sync()  # all-reduce once per optimiser step
+            if session.ddp is not None and not ends_group:
+                sync = session.ddp.no_sync()  # all-reduce once per optimiser step
             with sync:
                 with runtime.autocast():
                     output = session.trainable(x)
                 loss = training_loss(output, y, t.loss_heads)
-                value = loss.item()
-                if not math.isfinite(value):
-                    session.run.log(f"stopped: loss {value} at epoch {state.epoch + 1}")
-                    raise NonFiniteLossError(
-                        f"loss is {value} at epoch {state.epoch + 1}, batch {state.batch + 1} "
-                        f"of {session.run.path}; stopped before the update. "
-                        f"{_last_good(session.run)}. Try a lower LR or PRECISION=fp32, or "
-                        f"check the data; --restart starts the run over."
-                    )
+                meter.add(loss, state.batch)
                 session.scaler.scale(loss / accum).backward()
             state.batch += 1
             state.seen += len(x)
-            state.loss_sum += value
             state.loss_count += 1
             if ends_group:
+                # fused AdamW skips the step on the device if a gradient is not finite
                 session.scaler.step(session.optimizer)
                 session.scaler.update()
                 session.optimizer.zero_grad(set_to_none=True)
                 state.step += 1
-            rate = (state.seen - seen_before) / max(time.monotonic() - start, 1e-9)
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.1f}")
             bar.update(1)
+            if state.batch % READ_EVERY == 0:
+                read_loss()
             if not ends_group:
                 continue
             reason = limits.reason(state.step)
-            if _agree(reason is not None, runtime):
-                reason = reason or "another process reached its limit"
+            # every process computes the same step count: only the clock needs agreement
+            agree_now = not runtime.distributed or state.step % AGREE_EVERY == 0
+            at_max = reason is not None and reason.startswith("max_steps")
+            if (at_max or agree_now) and _agree(reason is not None, runtime):
+                read_loss()
                 save_checkpoint(session)
-                return outcome(reason)
+                return outcome(reason or "another process reached its limit")
             due = time.monotonic() - last_save > t.checkpoint_minutes * 60
             if due and state.batch < total:
+                read_loss()
                 save_checkpoint(session)
                 last_save = time.monotonic()
+        read_loss()
     finally:
         bar.close()
     return outcome(None)
@@ -384,7 +503,8 @@ def end_epoch(session: Session, epoch: EpochOutcome) -> None:
         state.history.append(row)
         if val["mean_auc"] > state.best_auc:
             state.best_auc, state.best_epoch = val["mean_auc"], row["epoch"]
-            session.run.save_best(session.model, row["epoch"], val, session.settings)
+            best = cpu_copy(session.model.state_dict())
+            session.writer.submit(session.run.save_best, best, row["epoch"], val, session.settings)
         warning = diverging(state.history)
         if warning:
             state.warnings.append(warning)
@@ -508,7 +628,7 @@ def start_session(
     if saved is not None:
         run.check_data(saved, settings["data"], settings["runtime"])
     optimizer = build_optimizer(model, config)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+    scaler = build_scaler(runtime)
     loader = make_loader(
         CachedImageDataset(
             data.cache.pixels,
@@ -537,11 +657,12 @@ def start_session(
             f"started: {config.model.model} on {dataset.name} ({data.source} data, "
             f"{config.data.split} split), {runtime.record()}"
         )
-    if config.train.compile:
-        session.trainable = torch.compile(model)
     if runtime.distributed:
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        session.trainable = nn.parallel.DistributedDataParallel(session.trainable, device_ids=ids)
+        session.ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        session.trainable = session.ddp
+    if config.train.compile:  # DDP inside the compiled module: its buckets split the graph
+        session.trainable = torch.compile(session.trainable)
     if runtime.is_main:
         session.tensorboard = _tensorboard_writer(run)
     return session
@@ -586,6 +707,7 @@ def train_run(
                     break
                 end_epoch(session, epoch)
         finally:
+            session.writer.close()  # every checkpoint handed over is on disk (or its error)
             if session.tensorboard is not None:
                 session.tensorboard.close()
         if reason is not None:

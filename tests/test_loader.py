@@ -50,10 +50,16 @@ def test_flips_and_order_depend_only_on_seed_and_epoch():
     assert 0 < len(mirrored) < 20  # and only some are mirrored
 
 
-def test_workers_give_the_same_batches():
-    serial = _epoch(make_loader(_dataset(), batch_size=8, shuffle=True, seed=1), 2)
-    parallel = _epoch(make_loader(_dataset(), batch_size=8, shuffle=True, seed=1, num_workers=2), 2)
-    assert all(torch.equal(p[0], q[0]) for p, q in zip(serial, parallel, strict=True))
+def test_workers_give_the_same_batches_epoch_after_epoch():
+    serial = make_loader(_dataset(), batch_size=8, shuffle=True, seed=1)
+    parallel = make_loader(_dataset(), batch_size=8, shuffle=True, seed=1, num_workers=2)
+    assert parallel.persistent_workers  # kept between epochs: each batch names its epoch
+    for epoch in (2, 3):  # the second epoch reuses the workers of the first
+        a, b = _epoch(serial, epoch), _epoch(parallel, epoch)
+        assert all(torch.equal(p[0], q[0]) for p, q in zip(a, b, strict=True))
+    assert not all(
+        torch.equal(p[0], q[0]) for p, q in zip(_epoch(serial, 2), _epoch(serial, 3), strict=True)
+    )
 
 
 def test_to_model_input_normalises_grey_to_three_channels():
@@ -79,6 +85,6 @@ def test_ranks_take_disjoint_shards_of_one_permutation():
             _dataset(flip=False), batch_size=3, shuffle=True, seed=2, rank=rank, world_size=2
         )
         set_loader_epoch(loader, 0)
-        shards.append([int(i) for batch in loader.sampler for i in batch])
+        shards.append([int(i) for _, batch in loader.sampler for i in batch])
     assert len(shards[0]) == len(shards[1])  # equal step counts on every rank
     assert not set(shards[0]) & set(shards[1])

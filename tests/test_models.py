@@ -147,3 +147,71 @@ def test_registry_and_switch_validation():
         "repvgg_a2",
     }
     assert required <= set(list_models())
+
+
+# --------------------------------------------------------------------------------------------
+# What the model executes against what the papers describe
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["ctranscnn_tiny", "ctranscnn_tiny-no_iim", "chexnet_tiny"])
+def test_faster_cnn_to_tokens_order_is_the_published_function(name):
+    """Pooling before the 1x1 convs and the gate's fused conv: same outputs and gradients
+    (in float64, where rounding cannot hide a difference; conv biases that a training-mode
+    batch norm follows have a zero gradient, so gradients are compared on the model's scale)."""
+    from cxrlib.models.blocks import as_published
+
+    torch.manual_seed(0)
+    model = create_model(name, 5, drop_path=0.0, **MICRO).double()
+    _unzero_residual_bns(model)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+
+    def outputs_and_grads():
+        model.zero_grad()
+        out = model(x)
+        sum(h.square().mean() for h in out.heads()).backward()
+        return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    fast_logits, fast_grads = outputs_and_grads()  # train mode: batch-norm statistics too
+    with as_published(model):
+        published_logits, published_grads = outputs_and_grads()
+    assert all(m.fast for m in model.modules() if hasattr(m, "fast"))  # restored
+    assert (fast_logits - published_logits).abs().max() < 1e-12
+    scale = max(g.norm() for g in published_grads.values())
+    for n, g in published_grads.items():
+        assert (fast_grads[n] - g).norm() <= 1e-10 * scale, n
+
+
+def test_published_and_executed_flops_are_both_counted():
+    from cxrlib.models.summary import forward_gflops
+
+    model = create_model("ctranscnn_tiny", 14)
+    published = forward_gflops(model, published=True)
+    executed = forward_gflops(model)
+    assert published == pytest.approx(22.43, abs=0.01)  # the authors' model, as measured
+    assert executed < 0.75 * published
+
+
+def test_flex_attention_score_modifier_is_mmaef():
+    """The GPU kernel's definition (forward, eager, on CPU) equals the hand-written MMAEF."""
+    flex = pytest.importorskip("torch.nn.attention.flex_attention")
+    from cxrlib.models.blocks import _sigmoid_score, mmaef_attention
+
+    q, k, v = torch.randn(3, 2, 4, 17, 8, dtype=torch.float64).unbind(0)
+    scale = 8**-0.5
+    ours = mmaef_attention(q, k, v, scale)  # CPU: the hand-written form
+    kernel = flex.flex_attention(q, k, v, score_mod=_sigmoid_score, scale=scale)
+    assert (ours - kernel).abs().max() < 1e-12
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list_models())
+def test_compiles_without_graph_breaks(name):
+    """torch.compile captures every model whole (forward in train and eval mode): a graph
+    break fails here. The eager backend traces as inductor would, without generating code."""
+    torch._dynamo.reset()
+    model = create_model(name, 5, **MICRO)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    out = compiled(torch.randn(2, 3, 64, 64))
+    sum(h.square().mean() for h in out.heads()).backward()
+    model.eval()
+    with torch.no_grad():
+        assert torch.isfinite(compiled(torch.randn(2, 3, 64, 64)).logits).all()

@@ -195,3 +195,73 @@ def test_runs_of_earlier_versions_still_load(monkeypatch):
     (result.folder / "config.json").write_text(json.dumps(flat))
     model, config, classes = load_run_model(result.folder)
     assert config.train.epochs == 2 and len(classes) == 11 and not model.training
+
+
+def test_a_step_with_non_finite_gradients_is_skipped_on_the_device():
+    """What stops a run before a non-finite update without a host sync per step: the grad
+    scaler's flag, taken by the fused AdamW, skips the step; in fp32 the scale of 1 is exact."""
+    from cxrlib.runtime import Runtime
+    from cxrlib.training import build_optimizer, build_scaler
+
+    config = load_config("smoke")
+    runtime = Runtime(torch.device("cpu"))
+    x = torch.randn(2, 3, 64, 64)
+
+    def setup():
+        torch.manual_seed(0)
+        model = create_model("ctranscnn_tiny", 5, size="micro", drop_path=0.0)
+        return model, build_optimizer(model, config), build_scaler(runtime)
+
+    model, optimizer, scaler = setup()
+    assert optimizer.defaults["fused"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loss = model(x).logits.sum() * float("nan")
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    after = model.state_dict()
+    weights = [k for k in before if before[k].is_floating_point() and "running" not in k]
+    assert all(torch.equal(before[k], after[k]) for k in weights), "a NaN step was applied"
+
+    model, optimizer, scaler = setup()  # a finite step: same as AdamW without any scaler
+    plain, plain_optimizer, _ = setup()
+    scaler.scale(model(x).logits.sum()).backward()
+    scaler.step(optimizer)
+    plain(x).logits.sum().backward()
+    plain_optimizer.step()
+    new, reference = model.state_dict(), plain.state_dict()
+    assert not torch.equal(new["conv_head.weight"], before["conv_head.weight"])
+    assert all(torch.equal(new[k], reference[k]) for k in new)
+
+
+def test_a_non_finite_loss_mid_epoch_is_caught_at_the_next_read(monkeypatch):
+    from cxrlib.training import training_loss
+
+    calls = []
+
+    def third_is_nan(*args):
+        calls.append(1)
+        loss = training_loss(*args)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr("cxrlib.training.READ_EVERY", 1000)  # read only at the epoch's end
+    monkeypatch.setattr("cxrlib.training.training_loss", third_is_nan)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 3 .*update was skipped"):
+        train_run(load_config("smoke", **TINY), "cxr11", progress=False)
+    assert len(calls) > 3  # the host did not wait for the loss at the NaN batch
+
+
+def test_checkpoint_writer_reports_a_failed_write():
+    from cxrlib.training import CheckpointWriter
+
+    writer = CheckpointWriter()
+    written = []
+    writer.submit(written.append, 1)
+
+    def fails():
+        raise OSError("No space left on device")
+
+    writer.submit(fails)
+    with pytest.raises(OSError, match="No space"):
+        writer.close()
+    assert written == [1]

@@ -12,6 +12,7 @@ augmentations an uninterrupted one would.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,8 +26,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class CachedImageDataset(Dataset):
     """Images ``images[rows[i]]`` with labels ``labels[i]``; indexed by a list, returns a batch.
 
-    ``dataset[[i, j, ...]]`` gives ``(uint8 B×1×S×S, float32 B×K)``; with ``flip`` each image is
-    mirrored left-right with probability 1/2, decided by (seed, epoch, index).
+    ``dataset[[i, j, ...]]`` -- or ``dataset[(epoch, [i, j, ...])]``, as
+    :class:`EpochBatchSampler` asks -- gives ``(uint8 B×1×S×S, float32 B×K)``; with ``flip``
+    each image is mirrored left-right with probability 1/2, decided by (seed, epoch, index).
+    The epoch travels with the indices, so persistent loader workers (which keep their own
+    copy of the dataset from the first epoch on) flip as the main process would.
     """
 
     def __init__(
@@ -44,22 +48,33 @@ class CachedImageDataset(Dataset):
         self.labels = np.asarray(labels, dtype=np.float32)
         self.flip = flip
         self.seed = seed
+        self._flips: tuple[int, np.ndarray] | None = None  # (epoch, its flips), computed once
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
-        """Fix this epoch's flips (call before iterating; workers copy the dataset then)."""
+        """The epoch of batches asked for without one (``dataset[[i, j]]``)."""
         self.epoch = epoch
-        rng = np.random.default_rng([self.seed, epoch])
-        self._flips = rng.random(len(self.rows)) < 0.5 if self.flip else None
+
+    def flips(self, epoch: int) -> np.ndarray:
+        """Which images epoch ``epoch`` mirrors: a function of (seed, epoch) alone."""
+        if self._flips is None or self._flips[0] != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._flips = (epoch, rng.random(len(self.rows)) < 0.5)
+        return self._flips[1]
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int | Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(
+        self, index: int | Sequence[int] | tuple[int, Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch = self.epoch
+        if isinstance(index, tuple) and len(index) == 2 and not np.isscalar(index[1]):
+            epoch, index = index
         indices = np.atleast_1d(np.asarray(index, dtype=np.int64))
         batch = np.asarray(self.images[self.rows[indices]])  # (B, S, S) uint8 copy
-        if self._flips is not None:
-            mirrored = self._flips[indices]
+        if self.flip:
+            mirrored = self.flips(epoch)[indices]
             batch[mirrored] = batch[mirrored][:, :, ::-1]
         images = torch.from_numpy(np.ascontiguousarray(batch)).unsqueeze(1)  # (B, 1, S, S)
         return images, torch.from_numpy(self.labels[indices])
@@ -102,7 +117,7 @@ class EpochBatchSampler(Sampler):
 
     def __iter__(self):
         for batch in self._all_batches()[self.skip_batches :]:
-            yield batch.tolist()
+            yield self.epoch, batch.tolist()
 
     def __len__(self) -> int:
         return len(self._all_batches())
@@ -121,7 +136,8 @@ def make_loader(
     """A DataLoader that fetches whole batches from ``dataset`` in one indexing call.
 
     Call :func:`set_loader_epoch` before each epoch: the order and the flips are then a
-    function of (seed, epoch) alone, with any number of workers or ranks.
+    function of (seed, epoch) alone, with any number of workers or ranks. Workers persist
+    from epoch to epoch (no start-up per epoch; each batch names its epoch).
     """
     sampler = EpochBatchSampler(
         len(dataset), batch_size, shuffle, seed, drop_last, rank, world_size
@@ -131,6 +147,7 @@ def make_loader(
         sampler=sampler,
         batch_size=None,  # the sampler yields index lists; the dataset returns whole batches
         num_workers=num_workers,
+        persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
         # Its own generator: starting an epoch must not draw from the global RNG, which the
         # model's stochastic depth uses (a resumed run would otherwise drift by one draw).
@@ -144,18 +161,33 @@ def set_loader_epoch(loader: DataLoader, epoch: int, skip_batches: int = 0) -> N
     loader.sampler.set_epoch(epoch, skip_batches)
 
 
+@functools.lru_cache(maxsize=8)
+def _normalisation(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel scale and shift folding /255 and ImageNet mean/std, made once per device
+    (creating them on every batch is a host-to-device copy per step)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float64)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float64)
+    scale, shift = 1 / (255.0 * std), -mean / std
+    return (
+        scale.float().view(1, 3, 1, 1).to(device),  # (3,) -> (1, 3, 1, 1)
+        shift.float().view(1, 3, 1, 1).to(device),
+    )
+
+
 def to_model_input(
     images: torch.Tensor, device: torch.device | str = "cpu", channels_last: bool = False
 ) -> torch.Tensor:
     """uint8 ``B×1×S×S`` -> normalised float ``B×3×S×S`` on ``device``.
 
-    The grey value is replicated to three channels and normalised with ImageNet mean/std.
+    The grey value is replicated to three channels and normalised with ImageNet mean/std:
+    ``(v/255 - mean)/std``, computed as one multiply-add per pixel.
     """
-    x = images.to(device, non_blocking=True).float().div_(255.0)
-    x = x.expand(-1, 3, -1, -1)  # (B, 1, S, S) -> (B, 3, S, S), a view
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    x = (x - mean) / std
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    scale, shift = _normalisation(device)
+    x = images.to(device, non_blocking=True).float()  # (B, 1, S, S)
+    x = torch.addcmul(shift, x, scale)  # broadcast (B, 1, S, S) × (1, 3, 1, 1) -> (B, 3, S, S)
     return x.contiguous(
         memory_format=torch.channels_last if channels_last else torch.contiguous_format
     )

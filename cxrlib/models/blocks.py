@@ -17,6 +17,9 @@ token layers and CNN->tokens 1e-6.
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -157,8 +160,18 @@ CONV_BLOCKS = {"bottleneck": BottleneckBlock, "mbr": MBRBlock, "ib": IBBlock}
 class CnnToTokens(nn.Module):
     """CNN -> tokens (bottom-up). ``gated``: IIM's sigmoid gate (models.md 2.2), else FCU.
 
-    ``x_mid`` (B×mid×H×W) -> 1x1 conv to D [+ gate] -> avg-pool by ``stride`` -> B×N×D tokens ->
+    As published: ``x_mid`` (B×mid×H×W) -> ``p = project(x_mid)`` (1x1 conv to D)
+    [``p = p + gate_out(sigmoid(BN(gate(p))))``] -> avg-pool by ``stride`` -> B×N×D tokens ->
     LayerNorm -> GELU, with the incoming cls token prepended.
+
+    Executed (``fast``, the default): the same function with less work. Every 1x1 conv is
+    linear and commutes with average pooling, so ``project`` and ``gate_out`` run on the pooled
+    maps (``stride``² fewer positions), and ``gate ∘ project`` -- two 1x1 convs with nothing
+    between them -- runs as one mid->D conv whose weight is the product of theirs (computed each
+    step, so both stay ordinary parameters with their own gradients). Only ``sigmoid(BN(·))``,
+    which is not linear, needs the full-resolution map. The outputs agree with the published
+    order to rounding (tests compare them; :func:`as_published` runs the published order, for
+    its FLOP count and for checks).
     """
 
     def __init__(self, mid: int, dim: int, stride: int, gated: bool) -> None:
@@ -170,14 +183,46 @@ class CnnToTokens(nn.Module):
             self.gate_out = nn.Conv2d(dim, dim, 1)
         self.pool = nn.AvgPool2d(stride, stride)
         self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+        self.fast = True
 
-    def forward(self, x_mid: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def _published(self, x_mid: torch.Tensor) -> torch.Tensor:
         p = self.project(x_mid)
         if self.gated:
             p = p + self.gate_out(self.gate(p))
-        u = self.pool(p).flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, h*w, D)
+        return self.pool(p)
+
+    def _fast(self, x_mid: torch.Tensor) -> torch.Tensor:
+        pooled = self.project(self.pool(x_mid))  # = pool(project(x_mid)): both linear
+        if not self.gated:
+            return pooled
+        conv, norm, sigmoid = self.gate
+        w_gate = conv.weight.flatten(1)  # (D, D, 1, 1) -> (D, D)
+        w_project = self.project.weight.flatten(1)  # (D, mid, 1, 1) -> (D, mid)
+        weight = (w_gate @ w_project)[:, :, None, None]  # (D, mid) -> (D, mid, 1, 1)
+        bias = torch.addmv(conv.bias, w_gate, self.project.bias)  # W_gate·b_project + b_gate
+        g = sigmoid(norm(F.conv2d(x_mid, weight, bias)))  # = gate(project(x_mid))
+        return pooled + self.gate_out(self.pool(g))  # gate_out after pooling: linear
+
+    def forward(self, x_mid: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        pooled = self._fast(x_mid) if self.fast else self._published(x_mid)
+        u = pooled.flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, h*w, D)
         u = F.gelu(self.norm(u))
         return torch.cat([tokens[:, :1], u], dim=1)
+
+
+@contextmanager
+def as_published(model: nn.Module) -> Iterator[nn.Module]:
+    """Run ``model``'s CNN->tokens couplings in the published order inside the block (FLOP
+    counts of the authors' model, checks of the faster order); restored on exit."""
+    couplings = [m for m in model.modules() if isinstance(m, CnnToTokens)]
+    before = [m.fast for m in couplings]
+    for m in couplings:
+        m.fast = False
+    try:
+        yield model
+    finally:
+        for m, fast in zip(couplings, before, strict=True):
+            m.fast = fast
 
 
 class TokensToCnn(nn.Module):
@@ -208,6 +253,61 @@ class TokensToCnn(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Token layers
 # --------------------------------------------------------------------------------------------
+def _sigmoid_score(score, batch, head, q_index, kv_index):
+    """flex_attention score modifier: MMAEF's sigmoid between the scaled logits and softmax."""
+    return torch.sigmoid(score)
+
+
+_FLEX: dict[str, object] = {}  # the compiled flex_attention, or the reason it is not used
+
+
+def _compiled_flex():
+    """``torch.compile(flex_attention)`` once per process (eager flex is a slow reference
+    implementation), or None where flex attention cannot run (it is not in this torch)."""
+    if "kernel" not in _FLEX:
+        try:
+            from torch.nn.attention.flex_attention import flex_attention
+        except ImportError as error:  # older torch: the hand-written form is used
+            _FLEX["kernel"], _FLEX["why"] = None, str(error)
+        else:
+            _FLEX["kernel"] = torch.compile(flex_attention, dynamic=False)
+    return _FLEX["kernel"]
+
+
+def mmaef_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """``softmax(sigmoid(q·kᵀ·scale))·v`` (CTransCNN's MMAEF; q, k, v: B×heads×N×d_head).
+
+    On a GPU this runs as one fused ``flex_attention`` kernel with a sigmoid score modifier
+    (the N×N weights never reach memory); elsewhere, or if the kernel fails to build, as the
+    hand-written form (the published one). ``USE_FLEX_ATTENTION = False`` forces the latter.
+    """
+    if q.is_cuda and USE_FLEX_ATTENTION and _FLEX.get("failed") is None:
+        if torch.compiler.is_compiling():  # inside a compiled model: its compiler fuses it
+            from torch.nn.attention.flex_attention import flex_attention
+
+            return flex_attention(q, k, v, score_mod=_sigmoid_score, scale=scale)
+        kernel = _compiled_flex()
+        if kernel is not None:
+            try:
+                return kernel(q, k, v, score_mod=_sigmoid_score, scale=scale)
+            except Exception as error:  # a compiler failure: fall back, and say so
+                _FLEX["failed"] = repr(error)
+                warnings.warn(
+                    f"flex_attention could not run here ({error!r}); MMAEF uses the "
+                    f"hand-written attention for the rest of this process",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+    weights = torch.sigmoid((q @ k.transpose(-2, -1)) * scale).softmax(dim=-1)  # (B, h, N, N)
+    return weights @ v
+
+
+#: Set False to run MMAEF's hand-written attention on the GPU too (checks, benchmarks).
+USE_FLEX_ATTENTION = True
+
+
 class Attention(nn.Module):
     """Multi-head self-attention; ``sigmoid_logits`` gives MMAEF's softmax(sigmoid(q·kᵀ/√d))."""
 
@@ -224,8 +324,7 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, heads, N, d_head)
         if self.sigmoid_logits:
-            weights = torch.sigmoid((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)
-            out = weights @ v
+            out = mmaef_attention(q, k, v, self.scale)
         else:
             out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, d))  # (B, N, D)
@@ -296,7 +395,7 @@ class MultiScalePooling(nn.Module):
         q = math.prod(self._multi_scale(q))
         key = math.prod(self._multi_scale(key))
         v = sum(self._multi_scale(v))
-        out = torch.softmax(q @ key.transpose(-2, -1) * (d // self.heads) ** -0.5, dim=-1) @ v + q
+        out = F.scaled_dot_product_attention(q, key, v) + q  # softmax(q·kᵀ/√d)·v + q
         return self.proj(out.transpose(1, 2).reshape(b, k, d))  # (B, K, D)
 
 
