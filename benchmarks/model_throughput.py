@@ -3,10 +3,10 @@
 Run: ``python benchmarks/model_throughput.py [--batch-size 8] [--steps 3]``
 
 Each model is measured in a fresh subprocess (so that its peak resident memory is its own):
-one warm-up step, then ``--steps`` timed AdamW training steps (forward, the papers' loss on
-every head, backward, update) and ``--steps`` timed inference batches (eval, no grad). The
-figures for the authors' implementation on this machine (models.md 2.5) are ~1.1 images/s for
-training at batch 8 and ~4 images/s for inference.
+one warm-up step, then ``--steps`` timed training steps as the kit's loop runs them (its memory
+format, fused AdamW, forward, the papers' loss on every head, backward, update) and ``--steps``
+timed inference batches (eval, ``inference_mode``). Absolute figures move by up to 2× from day
+to day on a shared machine: compare versions with ``cpu_speedup.py`` (side by side).
 """
 
 from __future__ import annotations
@@ -23,19 +23,28 @@ MODELS = ("ctranscnn_tiny", "chexnet_tiny", "conformer_tiny", "resnet50")
 
 
 def measure(name: str, batch_size: int, steps: int, image_size: int) -> dict:
+    """The kit's own training step (its memory format, fused AdamW, the papers' loss on
+    every head) and eval-mode inference, on this machine's CPU."""
     import torch
 
-    from cxrlib.losses import multi_head_loss
+    from cxrlib.config import load_config
+    from cxrlib.data.loader import to_model_input
     from cxrlib.models import create_model
+    from cxrlib.runtime import setup_runtime
+    from cxrlib.training import build_optimizer, training_loss
 
+    config = load_config("paper", data_source="phantom")
+    runtime = setup_runtime(config)
     torch.manual_seed(0)
-    model = create_model(name, 14, image_size=image_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(batch_size, 3, image_size, image_size)
+    memory = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    model = create_model(name, 14, image_size=image_size).to(memory_format=memory)
+    optimizer = build_optimizer(model, config)
+    images = torch.randint(0, 256, (batch_size, 1, image_size, image_size), dtype=torch.uint8)
     y = (torch.rand(batch_size, 14) < 0.2).float()
 
     def train_step():
-        loss = multi_head_loss(model(x).heads(), y)
+        x = to_model_input(images, runtime.device, runtime.channels_last)
+        loss = training_loss(model(x), y, "each")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -47,7 +56,8 @@ def measure(name: str, batch_size: int, steps: int, image_size: int) -> dict:
         train_step()
     train_rate = steps * batch_size / (time.perf_counter() - start)
     model.eval()
-    with torch.no_grad():
+    with torch.inference_mode():
+        x = to_model_input(images, runtime.device, runtime.channels_last)
         model(x)
         start = time.perf_counter()
         for _ in range(steps):
