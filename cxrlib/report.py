@@ -98,7 +98,9 @@ def estimated_gpu_hours(model: str, dataset: str, tables: Path) -> float | None:
     ]
     if model not in gflops.index or published.empty:
         return None
-    flops = 3 * gflops.loc[model, "GFLOPs @224"] * 1e9 * PAPER_EPOCHS
+    # executed FLOPs; tables written before the two counts were named have one column
+    column = "GFLOPs @224 executed" if "GFLOPs @224 executed" in gflops else "GFLOPs @224"
+    flops = 3 * gflops.loc[model, column] * 1e9 * PAPER_EPOCHS
     flops *= float(published["train"].iloc[0])
     return flops / (A100_TFLOPS * 1e12 * ASSUMED_UTILISATION) / 3600
 

@@ -63,19 +63,61 @@ def test_localisation_measures_on_hand_made_maps():
     assert line[0, :7].all() and not line[2:].any()
 
 
-@pytest.mark.slow
-def test_trained_model_cams_hit_phantom_lesions_more_often_than_chance(
-    smoke_cxr14_run, use_folders
-):
-    """Where the smoke model has learned a class with a localised lesion, its CNN-branch CAM
-    points into the drawn box far more often than a uniform map would.
+def _cue_images(rng, n: int, size: int = 64):
+    """Grey noise; half the images carry a bright disc (radius 12; the CNN-branch map a micro
+    CTransCNN's CAM reads is 4×4 at 64 px, so a CAM cannot resolve much less) at a random
+    place, the class's only evidence. Returns images (n×3×S×S), labels (n×2), masks."""
+    yy, xx = np.mgrid[:size, :size]
+    images = rng.normal(0.0, 0.5, (n, 1, size, size)).astype(np.float32)
+    masks = np.zeros((n, size, size), dtype=bool)
+    present = np.arange(n) % 2 == 0
+    for i in np.flatnonzero(present):
+        cy, cx = rng.integers(12, size - 12, 2)
+        masks[i] = (yy - cy) ** 2 + (xx - cx) ** 2 <= 144
+        images[i, 0][masks[i]] += 2.0
+    labels = np.stack([present, ~present], axis=1).astype(np.float32)
+    return torch.from_numpy(images).expand(-1, 3, -1, -1).contiguous(), labels, masks
 
-    Only such classes say anything about the CAMs: a class the model cannot detect (validation
-    AUC near 50) has no evidence to localise, and for a box covering much of the image
-    (Emphysema's lungs) chance is already high. With this environment's packages the smoke run
-    learns Cardiomegaly and Emphysema well (validation AUC >= 90) and the lesions of most other
-    classes barely (about 55), so the pooled rate over all classes is near chance.
-    """
+
+@pytest.mark.slow
+def test_cams_of_a_model_trained_on_a_localised_cue_point_at_it():
+    """A model that learned a class whose only evidence is a small disc points its Grad-CAM
+    into the disc far more often than a uniform map would (chance: the disc's 11 % of the
+    image; binomial test over the images). The cue is learned in every run, so this does not
+    depend on a training trajectory (which phantom classes an 8-epoch smoke run learns does)."""
+    from scipy.stats import binomtest
+    from sklearn.metrics import roc_auc_score
+
+    from cxrlib.losses import multi_head_loss
+
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    x, y, _ = _cue_images(rng, 256)
+    model = create_model("ctranscnn_tiny", 2, size="micro", image_size=64)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    for _epoch in range(10):
+        for batch in torch.randperm(len(x)).split(32):
+            loss = multi_head_loss(model(x[batch]).heads(), torch.from_numpy(y[batch]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    test_x, test_y, masks = _cue_images(np.random.default_rng(1), 40)
+    with torch.no_grad():
+        scores = model.eval()(test_x).probabilities()[:, 0].numpy()
+    assert roc_auc_score(test_y[:, 0], scores) >= 0.9, "the cue was not learned"
+    disc = np.flatnonzero(test_y[:, 0] == 1)
+    cams = gradcam_maps(model, test_x[disc], [0] * len(disc), "cnn")
+    hits = np.mean([pointing_hit(cam, masks[i]) for cam, i in zip(cams, disc, strict=True)])
+    chance = masks[disc].mean()
+    assert chance < 0.15 and hits > 3 * chance, (hits, chance)
+    assert binomtest(round(hits * len(disc)), len(disc), chance, "greater").pvalue < 1e-3
+
+
+@pytest.mark.slow
+def test_localisation_table_of_the_smoke_run(smoke_cxr14_run, use_folders):
+    """The table notebook 07 builds, on the smoke run: one row per class, chance from the
+    drawn boxes, rates in [0, 1], and a significance that is a probability."""
     from cxrlib.data.prepare import prepare_dataset
     from cxrlib.gradcam import localisation_table, significance_over_chance
     from cxrlib.runs import load_run_model
@@ -85,10 +127,9 @@ def test_trained_model_cams_hit_phantom_lesions_more_often_than_chance(
     model = load_run_model(run.folder)[0]
     data = prepare_dataset(smoke_cxr14_run["config"], "cxr14", progress=False)
     table = localisation_table(model, data, "cnn", max_per_class=20)
-    val_auc = dict(zip(run.metrics["classes"], run.metrics["val"]["per_class_auc"], strict=True))
-    learned = table[(table["class"].map(val_auc) >= 90) & (table["chance"] < 0.25)]
-    assert len(learned), f"the smoke run learned no localised class: {val_auc}"
-    hits = (learned["pointing hit rate"] * learned["images"]).sum() / learned["images"].sum()
-    chance = (learned["chance"] * learned["images"]).sum() / learned["images"].sum()
-    assert hits > 2 * chance
-    assert significance_over_chance(learned) < 1e-3
+    assert list(table["class"]) == run.metrics["classes"]
+    assert table["images"].between(1, 20).all()
+    assert table["chance"].between(0.001, 0.6).all()  # boxes: neither empty nor the image
+    rates = ["CAM energy inside", "pointing hit rate", "IoU@0.5"]
+    assert table[rates].apply(lambda c: c.between(0, 1)).all().all()
+    assert 0 <= significance_over_chance(table) <= 1

@@ -69,7 +69,7 @@ def model_summary(
     names: list[str], num_classes: int = 14, size: str = "paper", image_size: int = 224
 ) -> pd.DataFrame:
     """One row per model: family, what it is, parameters, GFLOPs (published: the model as its
-    paper computes it; plain: what this kit executes for the same function) and output
+    paper computes it; executed: what this kit computes for the same function) and output
     shapes."""
     rows = []
     for name in names:
@@ -91,7 +91,7 @@ def model_summary(
                 f"GFLOPs @{image_size} published": round(
                     forward_gflops(model, image_size, published=True), 2
                 ),
-                f"GFLOPs @{image_size}": round(forward_gflops(model, image_size), 2),
+                f"GFLOPs @{image_size} executed": round(forward_gflops(model, image_size), 2),
                 "logits": _shape(out.logits),
                 "conv head": _shape(out.conv_logits),
                 "token/label head": _shape(out.token_logits),
