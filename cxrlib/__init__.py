@@ -11,6 +11,7 @@ Datasets: NIH ChestX-ray14 (Wang et al., CVPR 2017) and RANZCR CLiP (Kaggle, 202
 
 __version__ = "0.1.0"
 
+
 import logging as _logging
 import sys as _sys
 
@@ -24,3 +25,11 @@ if not _LOGGER.handlers:
     _LOGGER.addHandler(_handler)
     _LOGGER.setLevel(_logging.INFO)
     _LOGGER.propagate = False
+
+
+def load_model(path, num_classes=None, device="cpu"):
+    """A trained model from its file (a run's ``best.pt``) alone: see
+    :func:`cxrlib.models.checkpoint.load_model`."""
+    from cxrlib.models.checkpoint import load_model as _load
+
+    return _load(path, num_classes, device)

@@ -212,6 +212,20 @@ def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a finished run folder, or a model file (best.pt)")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--out", help="file to write (default: model.onnx / model.ts.pt beside)")
+
+
+def _cmd_export(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.export import export_model
+
+    path = export_model(args.run, args.format, args.out)
+    print(f"written: {path} (and {path.name}.json: classes, input size, normalisation)")
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "config": ("print the resolved, validated configuration as JSON", _cmd_config, None),
     "env": ("report Python, torch, GPU, package versions and data roots", _cmd_env, None),
@@ -245,6 +259,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "probabilities of a finished run's best model for image files (CSV to stdout)",
         _cmd_predict,
         _add_predict_arguments,
+    ),
+    "export": (
+        "write a trained model as ONNX or TorchScript (image batch -> class probabilities)",
+        _cmd_export,
+        _add_export_arguments,
     ),
     "prepare": (
         "locate the data, map the split files, check labels, build the image cache",

@@ -32,3 +32,7 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 class DiskSpaceError(UserError, OSError):
     """Not enough free disk space for a file that is about to be written."""
+
+
+class ModelFileError(UserError, ValueError):
+    """A model file that is missing, or not one this kit wrote, or holds another model."""

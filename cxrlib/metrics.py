@@ -181,3 +181,23 @@ def paired_bootstrap(
         "p_value": float(min(1.0, max(p, 1.0 / resamples))),
         "resamples": resamples,
     }
+
+
+YOUDEN = "Youden's J (sensitivity + specificity - 1) maximised on the validation split"
+
+
+def operating_points(y_true: np.ndarray, y_score: np.ndarray) -> list[float | None]:
+    """Per class, the probability threshold that maximises Youden's J on (``y_true``,
+    ``y_score``) -- the validation split's; None for a class with one label value only."""
+    from sklearn.metrics import roc_curve
+
+    y_true, y_score = _check(y_true, y_score)
+    points: list[float | None] = []
+    for k in range(y_true.shape[1]):
+        if y_true[:, k].min() == y_true[:, k].max():
+            points.append(None)
+            continue
+        fpr, tpr, thresholds = roc_curve(y_true[:, k], y_score[:, k])
+        best = int(np.argmax(tpr - fpr))
+        points.append(float(min(thresholds[best], 1.0)))  # roc_curve's first threshold is inf
+    return points

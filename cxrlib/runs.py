@@ -80,18 +80,42 @@ def run_path(config: Config, dataset: str) -> Path:
     )
 
 
+def model_overrides(config: Config) -> dict:
+    """The registry overrides a run's configuration sets (dual-branch models: stochastic
+    depth)."""
+    from cxrlib.models import get_spec
+
+    return {"drop_path": config.model.drop_path} if get_spec(config.model.model).arch else {}
+
+
 def build_model(config: Config, num_classes: int) -> nn.Module:
     """The network of ``config`` for ``num_classes`` labels (the one place a run's model is
     built: training, the test evaluation, Grad-CAM and prediction all call this)."""
-    from cxrlib.models import create_model, get_spec
+    from cxrlib.models import create_model
 
-    overrides = {"drop_path": config.model.drop_path} if get_spec(config.model.model).arch else {}
     return create_model(
         config.model.model,
         num_classes,
         size=config.model.model_size,
         image_size=config.data.image_size,
-        **overrides,
+        **model_overrides(config),
+    )
+
+
+def run_card(config: Config, settings: dict, classes: list[str]) -> dict:
+    """The card of a run's model file: the model, its classes, the data and the recipe."""
+    from cxrlib.models.checkpoint import model_card
+
+    return model_card(
+        name=config.model.model,
+        size=config.model.model_size,
+        image_size=config.data.image_size,
+        overrides=model_overrides(config),
+        classes=classes,
+        data=settings["data"],
+        recipe=settings["config"],
+        profile=config.profile,
+        runtime=settings["runtime"],
     )
 
 
@@ -365,10 +389,23 @@ class RunFolder:
             return checkpoint
         return None
 
-    def save_best(self, weights: dict, epoch: int, val: dict, settings: dict) -> None:
-        """``best.pt``: the weights (a state dict) of the best validation epoch and the run's
-        record."""
+    def save_best(
+        self, weights: dict, epoch: int, val: dict, settings: dict, card: dict | None = None
+    ) -> None:
+        """``best.pt``: the weights (a state dict) of the best validation epoch, the run's
+        record and the model's card (:mod:`cxrlib.models.checkpoint`: it loads on its own)."""
         state = {"model": weights, "epoch": epoch, "val": val, "settings": settings}
+        if card is not None:
+            state["card"] = card
+        with atomic_write(self.best, "wb") as handle:
+            torch.save(state, handle)
+
+    def complete_best_card(self, results: dict) -> None:
+        """Add the finished run's test results and operating points to ``best.pt``'s card."""
+        state = self.load_best()
+        if "card" not in state:
+            return
+        state["card"] |= results
         with atomic_write(self.best, "wb") as handle:
             torch.save(state, handle)
 

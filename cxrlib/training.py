@@ -44,12 +44,13 @@ from cxrlib.data.loader import CachedImageDataset, make_loader, set_loader_epoch
 from cxrlib.data.prepare import PreparedDataset, prepare_dataset
 from cxrlib.errors import NonFiniteLossError
 from cxrlib.losses import multi_head_loss
-from cxrlib.metrics import bootstrap_auc_ci, evaluate
+from cxrlib.metrics import YOUDEN, bootstrap_auc_ci, evaluate, operating_points
 from cxrlib.runs import (
     Predictions,
     RunFolder,
     RunResult,
     build_model,
+    run_card,
     settings_record,
 )
 from cxrlib.runtime import Runtime, fit_grad_accum, predict, setup_runtime
@@ -504,7 +505,11 @@ def end_epoch(session: Session, epoch: EpochOutcome) -> None:
         if val["mean_auc"] > state.best_auc:
             state.best_auc, state.best_epoch = val["mean_auc"], row["epoch"]
             best = cpu_copy(session.model.state_dict())
-            session.writer.submit(session.run.save_best, best, row["epoch"], val, session.settings)
+            card = run_card(session.config, session.settings, list(session.data.classes))
+            card["val"], card["epoch"] = val, row["epoch"]
+            session.writer.submit(
+                session.run.save_best, best, row["epoch"], val, session.settings, card
+            )
         warning = diverging(state.history)
         if warning:
             state.warnings.append(warning)
@@ -534,6 +539,8 @@ def evaluate_test(session: Session) -> RunResult:
     test = data.part("test")
     scores = predict(model, data.cache.pixels, test["cache_row"].to_numpy(), session.runtime)
     labels = test[list(data.classes)].to_numpy()
+    val_scores = predict(model, data.cache.pixels, data.cache_rows("val"), session.runtime)
+    thresholds = operating_points(data.labels("val"), val_scores)
     run.write_predictions(
         Predictions(test["image_id"].tolist(), list(data.classes), labels, scores)
     )
@@ -553,7 +560,14 @@ def evaluate_test(session: Session) -> RunResult:
         "val": best["val"],
         "test": evaluate(labels, scores),
         "test_ci": bootstrap_auc_ci(labels, scores, resamples=1000, seed=config.train.seed),
+        "operating_points": {
+            "method": YOUDEN,
+            "thresholds": dict(zip(data.classes, thresholds, strict=True)),
+        },
     }
+    run.complete_best_card(
+        {k: metrics[k] for k in ("test", "test_ci", "operating_points", "epochs_run")}
+    )
     run.write_metrics(metrics)
     run.drop_resume_checkpoints()
     run.log(

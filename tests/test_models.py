@@ -216,3 +216,14 @@ def test_compiles_without_graph_breaks(name):
     model.eval()
     with torch.no_grad():
         assert torch.isfinite(compiled(torch.randn(2, 3, 64, 64)).logits).all()
+
+
+def test_exportable_adaptive_max_pooling_equals_the_librarys():
+    from cxrlib.models.blocks import adaptive_max_pool2d
+
+    for shape in [(2, 6, 14, 8), (1, 4, 5, 12), (2, 3, 11, 16)]:
+        z = torch.randn(shape)
+        for s in (2, 3, 4):
+            assert torch.equal(
+                adaptive_max_pool2d(z, s), torch.nn.functional.adaptive_max_pool2d(z, s)
+            )

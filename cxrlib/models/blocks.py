@@ -365,6 +365,21 @@ class TokenLayer(nn.Module):
 # --------------------------------------------------------------------------------------------
 # CheXNet's label decoder (MEMSP)
 # --------------------------------------------------------------------------------------------
+def adaptive_max_pool2d(z: torch.Tensor, s: int) -> torch.Tensor:
+    """``F.adaptive_max_pool2d(z, s)`` as maxima over its static row and column bands (the
+    same regions: ``[floor(i·n/s), ceil((i+1)·n/s))``; a maximum over a rectangle is the
+    maximum over its rows of the maxima over its columns). Equal to the library's, and
+    exportable to ONNX, which has no adaptive max pooling."""
+    for dim in (-2, -1):
+        n = z.shape[dim]
+        bands = [
+            z.narrow(dim, i * n // s, -(-(i + 1) * n // s) - i * n // s).amax(dim, keepdim=True)
+            for i in range(s)
+        ]
+        z = torch.cat(bands, dim)
+    return z
+
+
 class MultiScalePooling(nn.Module):
     """MSP (CheXNet Eqs. 3–6): attention over label embeddings with multi-scale pooled q, k, v.
 
@@ -383,7 +398,7 @@ class MultiScalePooling(nn.Module):
         size = z.shape[-2:]
         return [
             F.interpolate(
-                F.adaptive_max_pool2d(z, s), size=size, mode="bilinear", align_corners=False
+                adaptive_max_pool2d(z, s), size=size, mode="bilinear", align_corners=False
             )
             for s in self.scales
         ]

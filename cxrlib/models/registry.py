@@ -16,6 +16,7 @@ grey X-ray replicated to 3 channels and return a
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -170,15 +171,24 @@ REGISTRY: dict[str, ModelSpec] = {
 
 
 class TimmClassifier(nn.Module):
-    """A timm model (``pretrained=False``) behind the common :class:`ModelOutput` contract."""
+    """A timm model behind the common :class:`ModelOutput` contract (from scratch unless
+    ``pretrained``: timm's ImageNet weights)."""
 
-    def __init__(self, timm_name: str, num_classes: int, **kwargs) -> None:
+    def __init__(self, timm_name: str, num_classes: int, pretrained: bool = False, **kwargs):
         super().__init__()
         import timm
 
         self.timm_name = timm_name
         self.num_classes = num_classes
-        self.net = timm.create_model(timm_name, pretrained=False, num_classes=num_classes, **kwargs)
+        try:
+            self.net = timm.create_model(
+                timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs
+            )
+        except OSError as error:  # no internet, or the hub refused
+            raise OSError(
+                f"timm could not fetch the ImageNet weights of {timm_name} ({error}); they "
+                f"are downloaded once (needs internet) into the Hugging Face cache"
+            ) from error
 
     def forward(self, x: torch.Tensor) -> ModelOutput:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -198,24 +208,65 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def create_model(
-    name: str, num_classes: int, size: str = "paper", image_size: int = 224, **overrides
+    name: str,
+    num_classes: int | None = None,
+    size: str = "paper",
+    image_size: int = 224,
+    *,
+    pretrained: bool | str | os.PathLike = False,
+    checkpoint_path: str | os.PathLike | None = None,
+    **overrides,
 ) -> nn.Module:
-    """Build the registered model ``name`` for ``num_classes`` labels.
+    """Build the registered model ``name`` (as ``timm.create_model``).
 
+    ``num_classes``: labels (default 14, CXR14's; with a checkpoint, the checkpoint's).
     ``size``: ``paper`` or ``micro`` (smoke runs). ``image_size`` matters only for models with
-    absolute position embeddings (ViT, DeiT, Swin). ``overrides`` replace ArchConfig fields of
-    dual-branch models (e.g. ``drop_path=0``) or are passed to ``timm.create_model``.
+    absolute position embeddings (ViT, DeiT, Swin). ``pretrained``: ``False`` (from scratch, as
+    both papers), a model file (a run's ``best.pt``, :func:`~cxrlib.models.checkpoint.save_model`),
+    or ``"imagenet"`` (timm baselines: timm's ImageNet weights, downloaded once).
+    ``checkpoint_path`` is the same as a path in ``pretrained``. ``overrides`` replace
+    ArchConfig fields of dual-branch models (e.g. ``drop_path=0``) or go to
+    ``timm.create_model``. Every model carries ``model.pretrained_cfg`` (input size,
+    normalisation, classes, fusion rule).
     """
+    from cxrlib.errors import ModelFileError
+    from cxrlib.models.checkpoint import load_model, pretrained_cfg
+
     spec = get_spec(name)
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
+    is_file = pretrained not in (False, None, True, "imagenet")
+    source = checkpoint_path or (pretrained if is_file else None)
+    if pretrained is True:
+        raise ValueError(
+            "pretrained=True is ambiguous here: give a model file (a run's best.pt) or "
+            "'imagenet' (timm baselines)"
+        )
+    if source is not None:
+        model = load_model(source, num_classes)
+        if model.card["model"] != name:
+            raise ModelFileError(f"{source} holds a {model.card['model']!r}, not a {name!r}")
+        return model.train()
+    num_classes = num_classes or 14
     if spec.arch is not None:
+        if pretrained == "imagenet":
+            raise ValueError(
+                f"ImageNet weights for the dual-branch {name!r} (from the public Conformer-Ti "
+                f"checkpoint) are not available in this version; train from scratch "
+                f"(pretrained=False, as the papers) or use a timm baseline"
+            )
         arch = replace(spec.arch, **(DUAL_MICRO if size == "micro" else {}), **overrides)
-        return DualBranchNet(num_classes, arch)
-    kwargs = dict(spec.micro_kwargs) if size == "micro" else {}
-    if spec.takes_image_size:
-        kwargs["img_size"] = image_size
-    return TimmClassifier(spec.timm_name, num_classes, **kwargs, **overrides)
+        model = DualBranchNet(num_classes, arch)
+    else:
+        kwargs = dict(spec.micro_kwargs) if size == "micro" else {}
+        if spec.takes_image_size:
+            kwargs["img_size"] = image_size
+        model = TimmClassifier(
+            spec.timm_name, num_classes, pretrained=pretrained == "imagenet", **kwargs, **overrides
+        )
+    model.pretrained_cfg = pretrained_cfg(name, num_classes, image_size)
+    model.pretrained_cfg["source"] = "imagenet" if pretrained == "imagenet" else None
+    return model
 
 
 @torch.no_grad()
