@@ -201,14 +201,30 @@ def _cmd_metrics(args: argparse.Namespace, config: Config) -> int:
 
 
 def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="a finished run folder (runs/<profile>/<dataset>/...)")
-    parser.add_argument("images", nargs="+", help="image files (PNG/JPEG, any size)")
+    parser.add_argument("run", help="a finished run folder, or a model file (best.pt)")
+    parser.add_argument("images", nargs="+", help="X-ray files: PNG, JPEG or DICOM, any size")
+    parser.add_argument("--cam", metavar="DIR", help="write Grad-CAM overlays of the top classes")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per image its warnings and, per class, probability, operating point "
+        "and decision (default: CSV of probabilities, warnings on stderr)",
+    )
 
 
 def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.predict import predict_files
+    import json
 
-    print(predict_files(Path(args.run), args.images).to_csv(index=False), end="")
+    from cxrlib.predict import predict_files, predictions_table
+
+    result = predict_files(Path(args.run), args.images, cam_dir=args.cam)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for image in result["images"]:
+        for warning in image["warnings"]:
+            print(f"warning: {image['image']}: {warning}", file=sys.stderr)
+    print(predictions_table(result).to_csv(index=False), end="")
     return 0
 
 
@@ -256,7 +272,7 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         _add_metrics_arguments,
     ),
     "predict": (
-        "probabilities of a finished run's best model for image files (CSV to stdout)",
+        "class probabilities and decisions of a trained model for X-ray files (PNG/JPEG/DICOM)",
         _cmd_predict,
         _add_predict_arguments,
     ),
