@@ -32,10 +32,13 @@ def test_every_model_carries_its_configuration(name):
     assert model(torch.zeros(1, 3, 64, 64)).logits.shape == (1, 3)
 
 
-def test_pretrained_values_are_checked():
+def test_pretrained_values_are_checked(monkeypatch, tmp_path):
+    from cxrlib.models.imagenet import PretrainedWeightsError
+
     with pytest.raises(ValueError, match="ambiguous"):
         create_model("resnet50", pretrained=True)
-    with pytest.raises(ValueError, match="not available in this version"):
+    monkeypatch.setenv("CXRLIB_CONFORMER_IMAGENET", str(tmp_path / "missing.pth"))
+    with pytest.raises(PretrainedWeightsError, match="missing.pth, which does not exist"):
         create_model("ctranscnn_tiny", pretrained="imagenet")
     with pytest.raises(ModelFileError, match="no such model file"):
         create_model("ctranscnn_tiny", pretrained="/nonexistent/best.pt")
@@ -129,3 +132,92 @@ def test_exports_agree_with_pytorch_on_a_real_xray(name, tmp_path, shared_dir):
         assert np.abs(got - expected[:batch]).max() < 1e-4
     sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
     assert sidecar["pretrained_cfg"]["classes"] == ["A", "B", "C"]
+
+
+def _mmpretrain_conformer_tiny() -> dict:
+    """A state dict in the layout of mmpretrain's Conformer-tiny (its source: ConvBlock conv1-3
+    / bn1-3 / residual_*, FCUDown conv_project + ln, FCUUp conv_project + bn, the ViT encoder
+    layer ln1 / attn / ln2 / ffn, ConformerHead), random values, ImageNet's 1000 classes."""
+    sd: dict[str, torch.Tensor] = {}
+
+    def bn(prefix, c):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            sd[f"{prefix}.{name}"] = torch.rand(c) + 0.5
+        sd[f"{prefix}.num_batches_tracked"] = torch.tensor(7)
+
+    def conv(prefix, cout, cin, k, bias=False):
+        sd[f"{prefix}.weight"] = torch.randn(cout, cin, k, k) * 0.05
+        if bias:
+            sd[f"{prefix}.bias"] = torch.randn(cout) * 0.05
+
+    def linear(prefix, cout, cin):
+        sd[f"{prefix}.weight"], sd[f"{prefix}.bias"] = (
+            torch.randn(cout, cin) * 0.02,
+            torch.zeros(cout),
+        )
+
+    def ln(prefix, c):
+        sd[f"{prefix}.weight"], sd[f"{prefix}.bias"] = torch.ones(c), torch.zeros(c)
+
+    def conv_block(prefix, cin, cout, residual):
+        mid = cout // 4
+        conv(f"{prefix}.conv1", mid, cin, 1), bn(f"{prefix}.bn1", mid)
+        conv(f"{prefix}.conv2", mid, mid, 3), bn(f"{prefix}.bn2", mid)
+        conv(f"{prefix}.conv3", cout, mid, 1), bn(f"{prefix}.bn3", cout)
+        if residual:
+            conv(f"{prefix}.residual_conv", cout, cin, 1), bn(f"{prefix}.residual_bn", cout)
+
+    def encoder(prefix, d=384):
+        ln(f"{prefix}.ln1", d), linear(f"{prefix}.attn.qkv", 3 * d, d)
+        linear(f"{prefix}.attn.proj", d, d), ln(f"{prefix}.ln2", d)
+        linear(f"{prefix}.ffn.layers.0.0", 4 * d, d), linear(f"{prefix}.ffn.layers.1", d, 4 * d)
+
+    b = "backbone"
+    sd[f"{b}.cls_token"] = torch.randn(1, 1, 384)
+    conv(f"{b}.conv1", 64, 3, 7), bn(f"{b}.bn1", 64)
+    conv_block(f"{b}.conv_1", 64, 64, True)
+    conv(f"{b}.trans_patch_conv", 384, 64, 4, bias=True)
+    encoder(f"{b}.trans_1")
+    for i in range(2, 13):
+        cout = 64 if i <= 4 else 128 if i <= 8 else 256
+        cin = {5: 64, 9: 128}.get(i, cout)
+        p = f"{b}.conv_trans_{i}"
+        conv_block(f"{p}.cnn_block", cin, cout, i in (5, 9))
+        conv_block(f"{p}.fusion_block", cout, cout, i == 12)
+        conv(f"{p}.squeeze_block.conv_project", 384, cout // 4, 1, bias=True)
+        ln(f"{p}.squeeze_block.ln", 384)
+        conv(f"{p}.expand_block.conv_project", cout // 4, 384, 1, bias=True)
+        bn(f"{p}.expand_block.bn", cout // 4)
+        encoder(f"{p}.trans_block")
+    ln(f"{b}.trans_norm", 384)
+    linear("head.conv_cls_head", 1000, 256), linear("head.trans_cls_head", 1000, 384)
+    return {"meta": {"note": "synthetic"}, "state_dict": sd}
+
+
+@pytest.mark.parametrize("name", ["conformer_tiny", "ctranscnn_tiny", "chexnet_tiny"])
+def test_imagenet_init_from_an_mmpretrain_conformer_file(name, tmp_path, monkeypatch):
+    checkpoint = _mmpretrain_conformer_tiny()
+    path = tmp_path / "conformer-tiny.pth"
+    torch.save(checkpoint, path)
+    monkeypatch.setenv("CXRLIB_CONFORMER_IMAGENET", str(path))  # offline: a local copy
+    model = create_model(name, 14, pretrained="imagenet")
+    report = model.pretrained_report
+    backbone = [k for k in checkpoint["state_dict"] if not k.startswith("head.")]
+    own = model.state_dict()
+    if name == "conformer_tiny":  # the same skeleton: every backbone tensor loads
+        assert len(report["loaded"]) == len(backbone)
+        assert set(report["random"]) == {
+            k for k in own if k.startswith(("conv_head", "token_head"))
+        }
+    elif name == "ctranscnn_tiny":  # a superset of Conformer: all load, its modules stay random
+        assert len(report["loaded"]) == len(backbone)
+        assert any(".attn2." in k for k in report["random"])  # MMAEF
+        assert any(".c2t.gate." in k for k in report["random"])  # IIM
+        assert any(".outer." in k for k in report["random"])  # MBR
+    else:  # CheXNet's IB blocks and label decoder: fewer tensors match
+        assert 0 < len(report["loaded"]) < len(backbone)
+        assert any(k.startswith("label") for k in report["random"])
+    assert not report["shape_mismatch"] or name == "chexnet_tiny"
+    stem = checkpoint["state_dict"]["backbone.conv1.weight"]
+    assert torch.equal(own["stem.0.weight"], stem)
+    assert model.pretrained_cfg["source"] == "imagenet"

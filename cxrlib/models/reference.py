@@ -62,7 +62,17 @@ def _rename(module_path: str, table: Mapping[str, str]) -> str | None:
     return None
 
 
-def _convert_key(key: str) -> str | None:
+#: The token layer of mmpretrain's Conformer (its ViT encoder layer): ``ln2`` is the FFN's norm.
+_CONFORMER_TOKEN_LAYER = {
+    "ln1": "norm1",
+    "attn": "attn",
+    "ln2": "norm_ffn",
+    "ffn.layers.0.0": "ffn.0",
+    "ffn.layers.1": "ffn.2",
+}
+
+
+def _convert_key(key: str, token_layer: Mapping[str, str] = _TOKEN_LAYER) -> str | None:
     if key.startswith("head."):
         rest = key[len("head.") :]
         for old, new in (("conv_cls_head.", "conv_head."), ("trans_cls_head.", "token_head.")):
@@ -86,14 +96,14 @@ def _convert_key(key: str) -> str | None:
         renamed = _rename(rest[len("conv_1.") :], _CONV_BLOCK)
         return renamed and "conv1." + renamed
     if rest.startswith("trans_1."):
-        renamed = _rename(rest[len("trans_1.") :], _TOKEN_LAYER)
+        renamed = _rename(rest[len("trans_1.") :], token_layer)
         return renamed and "tokens1." + renamed
     match = re.match(r"conv_trans_(\d+)\.(\w+)\.(.+)", rest)
     if match:
         layer, part, inner = int(match[1]), match[2], match[3]
         if part in _BLOCK_PARTS:
             ours, table = _BLOCK_PARTS[part]
-            renamed = _rename(inner, table)
+            renamed = _rename(inner, token_layer if part == "trans_block" else table)
             return renamed and f"blocks.{layer - 2}.{ours}.{renamed}"
     return None
 
@@ -117,4 +127,29 @@ def convert_reference_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict
             converted[new] = tensor
     if unknown:
         raise KeyError(f"{len(unknown)} reference key(s) have no counterpart: {unknown[:5]}")
+    return converted
+
+
+def convert_conformer_checkpoint(
+    state_dict: Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """Map an mmpretrain/mmcls **Conformer** checkpoint (Peng et al., ICCV 2021; e.g. the
+    public ImageNet Conformer-Ti, ``conformer-tiny-p16_3rdparty_8xb128_in1k``) to our key names.
+
+    Its ImageNet classifier heads (``head.…``, 1000 classes) are left out; any other key
+    without a counterpart raises ``KeyError``, so that nothing is dropped silently.
+    """
+    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
+        state_dict = state_dict["state_dict"]
+    converted, unknown = {}, []
+    for key, tensor in state_dict.items():
+        if key.startswith("head."):
+            continue
+        new = _convert_key(key, _CONFORMER_TOKEN_LAYER)
+        if new is None:
+            unknown.append(key)
+        else:
+            converted[new] = tensor
+    if unknown:
+        raise KeyError(f"{len(unknown)} Conformer key(s) have no counterpart: {unknown[:5]}")
     return converted

@@ -248,15 +248,15 @@ def create_model(
             raise ModelFileError(f"{source} holds a {model.card['model']!r}, not a {name!r}")
         return model.train()
     num_classes = num_classes or 14
+    report = None
     if spec.arch is not None:
-        if pretrained == "imagenet":
-            raise ValueError(
-                f"ImageNet weights for the dual-branch {name!r} (from the public Conformer-Ti "
-                f"checkpoint) are not available in this version; train from scratch "
-                f"(pretrained=False, as the papers) or use a timm baseline"
-            )
         arch = replace(spec.arch, **(DUAL_MICRO if size == "micro" else {}), **overrides)
         model = DualBranchNet(num_classes, arch)
+        if pretrained == "imagenet":  # the public ImageNet Conformer-Ti (models/imagenet.py)
+            from cxrlib.models.imagenet import conformer_checkpoint, init_from_conformer
+
+            checkpoint = torch.load(conformer_checkpoint(), map_location="cpu", weights_only=True)
+            report = init_from_conformer(model, checkpoint)
     else:
         kwargs = dict(spec.micro_kwargs) if size == "micro" else {}
         if spec.takes_image_size:
@@ -266,6 +266,7 @@ def create_model(
         )
     model.pretrained_cfg = pretrained_cfg(name, num_classes, image_size)
     model.pretrained_cfg["source"] = "imagenet" if pretrained == "imagenet" else None
+    model.pretrained_report = report  # dual-branch from ImageNet: what loaded, what is random
     return model
 
 
