@@ -38,7 +38,7 @@ def test_pretrained_values_are_checked(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="ambiguous"):
         create_model("resnet50", pretrained=True)
     monkeypatch.setenv("CXRLIB_CONFORMER_IMAGENET", str(tmp_path / "missing.pth"))
-    with pytest.raises(PretrainedWeightsError, match="missing.pth, which does not exist"):
+    with pytest.raises(PretrainedWeightsError, match=r"missing\.pth, which does not exist"):
         create_model("ctranscnn_tiny", pretrained="imagenet")
     with pytest.raises(ModelFileError, match="no such model file"):
         create_model("ctranscnn_tiny", pretrained="/nonexistent/best.pt")
