@@ -128,7 +128,7 @@ def config_from_settings(settings: dict) -> Config:
     return load_config(settings["profile"], **known)
 
 
-def _settings_of(raw: dict) -> dict:
+def normalise_settings(raw: dict) -> dict:
     """Read both the current record and the flat one of version-1 runs."""
     if "config" in raw:
         return raw
@@ -317,7 +317,7 @@ class RunFolder:
         was lost."""
         if self.settings_file.is_file():
             try:
-                return _settings_of(json.loads(self.settings_file.read_text()))
+                return normalise_settings(json.loads(self.settings_file.read_text()))
             except (json.JSONDecodeError, KeyError):
                 self.log(f"{self.settings_file.name} is unreadable; recovering it")
         checkpoint = self.load_checkpoint(quiet=True)
@@ -472,7 +472,7 @@ class RunFolder:
     def result(self) -> RunResult:
         settings = None
         if self.settings_file.is_file():
-            settings = _settings_of(json.loads(self.settings_file.read_text()))
+            settings = normalise_settings(json.loads(self.settings_file.read_text()))
         return RunResult(
             self.path, self.finished, self.read_metrics(), self.read_history(), settings
         )

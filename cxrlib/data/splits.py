@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.errors import UserError
-from cxrlib.fileio import atomic_write
+from cxrlib.fileio import atomic_write, sha256_of
 from cxrlib.paths import data_root
 
 AUTHORS_COMMIT = "cd1ed1d8ea43c1510de5018de3fa90f149f76e56"
@@ -57,14 +57,6 @@ def _definition(dataset):
 
 class SplitFileError(UserError, ValueError):
     """A split file that is corrupt, tampered with or inconsistent with the dataset."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_split_files(

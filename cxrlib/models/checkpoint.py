@@ -99,9 +99,10 @@ def read_card(checkpoint: dict, path: Path) -> dict:
         )
     import json
 
-    from cxrlib.runs import config_from_settings, model_overrides
+    from cxrlib.runs import config_from_settings, normalise_settings, run_card
 
-    config = config_from_settings(checkpoint["settings"])
+    settings = normalise_settings(checkpoint["settings"])
+    config = config_from_settings(settings)
     metrics_file = path.parent / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     classes = metrics.get("classes")
@@ -110,18 +111,8 @@ def read_card(checkpoint: dict, path: Path) -> dict:
             f"{path} is a best.pt of an earlier version, which names its classes only in the "
             f"metrics.json of its run folder, and {metrics_file} is missing: load it from there"
         )
-    return model_card(
-        name=config.model.model,
-        size=config.model.model_size,
-        image_size=config.data.image_size,
-        overrides=model_overrides(config),
-        classes=classes,
-        data=checkpoint["settings"].get("data"),
-        recipe=config.flat(),
-        profile=config.profile,
-        val=checkpoint.get("val"),
-        test=metrics.get("test"),
-    )
+    card = run_card(config, settings, classes)
+    return card | {"val": checkpoint.get("val"), "test": metrics.get("test")}
 
 
 def load_model(

@@ -16,7 +16,6 @@ local copy instead (machines without internet).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from cxrlib.errors import UserError
+from cxrlib.fileio import sha256_of
 from cxrlib.models.reference import convert_conformer_checkpoint
 
 CONFORMER_TINY_URL = (
@@ -36,14 +36,6 @@ LOCAL_ENV = "CXRLIB_CONFORMER_IMAGENET"
 
 class PretrainedWeightsError(UserError, OSError):
     """The ImageNet checkpoint cannot be had, or is not the expected file."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def conformer_checkpoint() -> Path:
@@ -67,7 +59,7 @@ def conformer_checkpoint() -> Path:
                 f"could not download {CONFORMER_TINY_URL} ({error}): on a machine without "
                 f"internet, copy the file there and set ${LOCAL_ENV} to its path"
             ) from error
-        if not _sha256(path).startswith(CONFORMER_TINY_SHA256_PREFIX):
+        if not sha256_of(path).startswith(CONFORMER_TINY_SHA256_PREFIX):
             path.unlink()
             raise PretrainedWeightsError(
                 f"{CONFORMER_TINY_URL} did not match its checksum ({CONFORMER_TINY_SHA256_PREFIX}"

@@ -108,26 +108,37 @@ def _convert_key(key: str, token_layer: Mapping[str, str] = _TOKEN_LAYER) -> str
     return None
 
 
+def _convert(
+    state_dict: Mapping[str, torch.Tensor],
+    skipped: tuple[str, ...],
+    token_layer: Mapping[str, str],
+    what: str,
+) -> dict[str, torch.Tensor]:
+    """Rename every key (``skipped`` prefixes left out); ``KeyError`` for any key without a
+    counterpart, so that nothing is dropped silently. Accepts a full mmcls checkpoint too."""
+    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
+        state_dict = state_dict["state_dict"]
+    converted, unknown = {}, []
+    for key, tensor in state_dict.items():
+        if key.startswith(skipped):
+            continue
+        new = _convert_key(key, token_layer)
+        if new is None:
+            unknown.append(key)
+        else:
+            converted[new] = tensor
+    if unknown:
+        raise KeyError(f"{len(unknown)} {what} key(s) have no counterpart: {unknown[:5]}")
+    return converted
+
+
 def convert_reference_checkpoint(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map an authors'-layout state dict (``backbone.…``, ``head.…``) to our key names.
 
     Accepts a full mmcls checkpoint too (its ``state_dict`` entry). Raises ``KeyError`` listing
     any key that has no counterpart, so that nothing is dropped silently.
     """
-    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
-        state_dict = state_dict["state_dict"]
-    converted, unknown = {}, []
-    for key, tensor in state_dict.items():
-        if key.startswith(_IGNORED):
-            continue
-        new = _convert_key(key)
-        if new is None:
-            unknown.append(key)
-        else:
-            converted[new] = tensor
-    if unknown:
-        raise KeyError(f"{len(unknown)} reference key(s) have no counterpart: {unknown[:5]}")
-    return converted
+    return _convert(state_dict, _IGNORED, _TOKEN_LAYER, "reference")
 
 
 def convert_conformer_checkpoint(
@@ -139,17 +150,4 @@ def convert_conformer_checkpoint(
     Its ImageNet classifier heads (``head.…``, 1000 classes) are left out; any other key
     without a counterpart raises ``KeyError``, so that nothing is dropped silently.
     """
-    if "state_dict" in state_dict and isinstance(state_dict["state_dict"], Mapping):
-        state_dict = state_dict["state_dict"]
-    converted, unknown = {}, []
-    for key, tensor in state_dict.items():
-        if key.startswith("head."):
-            continue
-        new = _convert_key(key, _CONFORMER_TOKEN_LAYER)
-        if new is None:
-            unknown.append(key)
-        else:
-            converted[new] = tensor
-    if unknown:
-        raise KeyError(f"{len(unknown)} Conformer key(s) have no counterpart: {unknown[:5]}")
-    return converted
+    return _convert(state_dict, ("head.",), _CONFORMER_TOKEN_LAYER, "Conformer")
