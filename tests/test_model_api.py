@@ -97,6 +97,17 @@ def test_a_finished_runs_best_pt_loads_on_its_own(isolated_outputs, tmp_path):
     x = torch.randn(2, 3, 64, 64)
     assert torch.equal(model(x).logits, reference(x).logits)
 
+    # a best.pt of an earlier version (no card): loads from its run folder, not alone
+    state = torch.load(result.folder / "best.pt", weights_only=True)
+    del state["card"]
+    torch.save(state, result.folder / "best.pt")
+    torch.save(state, alone)
+    legacy = cxrlib.load_model(result.folder)
+    assert legacy.pretrained_cfg["classes"] == result.metrics["classes"]
+    assert torch.equal(legacy(x).logits, reference(x).logits)
+    with pytest.raises(ModelFileError, match=r"metrics\.json"):
+        cxrlib.load_model(alone)
+
 
 def _real_xray_batch(shared_dir, size, n=3):
     path = shared_dir / SAMPLE
