@@ -80,16 +80,21 @@ def _kit_step(folder: Path | None, model_name: str, batch: int, compile_model: b
         loss.backward()
         optimizer.step()
 
-    return step, {"cxrlib": str(origin), "channels_last": runtime.channels_last}
+    if folder is not None and folder not in origin.parents:
+        raise RuntimeError(f"imported cxrlib from {origin}, not from {folder}")
+    where = "this checkout" if folder is None else f"git archive of {folder.name}"
+    return step, {"cxrlib": where, "channels_last": runtime.channels_last}
 
 
 def _export(ref: str, into: Path) -> Path:
+    """``cxrlib`` of git ref ``ref``, extracted into ``into/<ref>/``."""
     archive = subprocess.run(
         ["git", "archive", ref, "cxrlib"], cwd=ROOT, capture_output=True, check=True
     ).stdout
+    folder = into / ref
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
+        tar.extractall(folder, filter="data")
+    return folder
 
 
 def main() -> None:

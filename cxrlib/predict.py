@@ -27,6 +27,7 @@ from PIL import Image
 from cxrlib.data.cache import load_image, to_gray8
 from cxrlib.data.loader import to_model_input
 from cxrlib.models.checkpoint import load_model
+from cxrlib.runtime import Runtime, predict
 
 #: How each dataset's files look (NIH ChestX-ray14: 1024×1024 8-bit PNGs named like
 #: 00000001_000.png; RANZCR CLiP: JPEGs named by DICOM UID, 2000-3000 px).
@@ -147,10 +148,8 @@ def predict_files(
     classes = cfg["classes"]
     points = (card.get("operating_points") or {}).get("thresholds") or {}
     xrays = [read_xray(p) for p in paths]
-    batch = torch.from_numpy(np.stack([model_input(x, size) for x in xrays]))[:, None]
-    x = to_model_input(batch, device)  # (N, 3, S, S)
-    with torch.inference_mode():
-        scores = model(x).probabilities().float().cpu().numpy()
+    pixels = np.stack([model_input(x, size) for x in xrays])  # (N, S, S) uint8
+    scores = predict(model, pixels, np.arange(len(xrays)), Runtime(device))  # in batches
     images = []
     for xray, row in zip(xrays, scores, strict=True):
         predictions = [
@@ -170,7 +169,7 @@ def predict_files(
             }
         )
     if cam_dir is not None:
-        write_cams(model, x, xrays, scores, classes, Path(cam_dir))
+        write_cams(model, pixels, xrays, scores, classes, Path(cam_dir))
     return {
         "model": card.get("model"),
         "trained_on": card.get("data"),
@@ -179,18 +178,21 @@ def predict_files(
     }
 
 
-def write_cams(model, x, xrays, scores, classes, folder: Path, top: int = 3) -> list[Path]:
+def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3) -> list[Path]:
     """Per image and each of its ``top`` most probable classes, ``<stem>_cam_<class>.png``:
-    the Grad-CAM (CNN branch) over the X-ray, at the X-ray's own size."""
+    the Grad-CAM (CNN branch) over the X-ray, at the X-ray's own size. ``pixels``: the
+    model's uint8 inputs (N×S×S)."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     from cxrlib.gradcam import gradcam_maps
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
+    device = next(model.parameters()).device
     for i, xray in enumerate(xrays):
+        x = to_model_input(torch.from_numpy(pixels[i : i + 1])[:, None], device)  # (1, 3, S, S)
         for k in np.argsort(-scores[i])[:top]:
-            cam = gradcam_maps(model, x[i : i + 1], [int(k)], "cnn")[0]  # (S, S) in [0, 1]
+            cam = gradcam_maps(model, x, [int(k)], "cnn")[0]  # (S, S) in [0, 1]
             height, width = xray.pixels.shape
             cam_full = np.asarray(
                 Image.fromarray(cam.astype(np.float32)).resize((width, height), Image.BILINEAR)

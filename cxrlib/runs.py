@@ -515,9 +515,7 @@ def load_run_model(folder: str | os.PathLike) -> tuple[nn.Module, Config, list[s
     metrics = run.read_metrics()
     if metrics is None or not run.best.is_file():
         raise RunNotFinishedError(f"{run.path} holds no finished run: train it first")
-    settings = run.read_settings()
-    config = config_from_settings(settings)
-    classes = list(metrics["classes"])
-    model = build_model(config, len(classes))
-    model.load_state_dict(run.load_best()["model"])
-    return model.eval(), config, classes
+    from cxrlib.models.checkpoint import load_model
+
+    model = load_model(run.path)  # its best.pt, read through its card (or this folder)
+    return model, config_from_settings(run.read_settings()), list(metrics["classes"])
