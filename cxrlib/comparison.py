@@ -160,6 +160,43 @@ def variant_table(runs: dict[str, RunResult], reference: str, dataset: str) -> p
     return pd.DataFrame(rows)
 
 
+def _hours(run: RunResult) -> float:
+    hours = run.device_hours
+    return np.nan if hours is None else round(hours, 2)
+
+
+def init_comparison(scratch: dict[str, RunResult], imagenet: dict[str, RunResult]) -> pd.DataFrame:
+    """Scratch vs ImageNet initialisation (neither paper: both train from scratch): per model,
+    both runs' mean test AUC with CI, the difference ImageNet − scratch with the paired
+    bootstrap CI and p-value on the same test images, and the device hours each run took."""
+    rows = []
+    for name, base in _finished(scratch).items():
+        row = {
+            "model": name,
+            "scratch mean AUC": round(base.metrics["test"]["mean_auc"], 2),
+            "scratch 95% CI": _ci(
+                base.metrics["test_ci"]["mean_low"], base.metrics["test_ci"]["mean_high"]
+            ),
+            "scratch device hours": _hours(base),
+        }
+        run = imagenet.get(name)
+        if run is None or not run.finished:
+            row["ImageNet mean AUC"] = "not run" if run is None else "not finished"
+        else:
+            ci = run.metrics["test_ci"]
+            paired = paired_comparison(run, base)
+            row |= {
+                "ImageNet mean AUC": round(run.metrics["test"]["mean_auc"], 2),
+                "ImageNet 95% CI": _ci(ci["mean_low"], ci["mean_high"]),
+                "ImageNet device hours": _hours(run),
+                "Δ (ImageNet − scratch)": round(paired["difference"], 2),
+                "Δ 95% CI": _ci(paired["ci_low"], paired["ci_high"]),
+                "p (paired bootstrap)": round(paired["p_value"], 4),
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def plot_mean_auc(runs: dict[str, RunResult], title: str) -> plt.Figure:
     """Mean test AUC per model with its bootstrap 95% CI as error bars."""
     runs = _finished(runs)

@@ -40,6 +40,7 @@ SplitName = Literal["paper", "patient"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ModelSize = Literal["paper", "micro"]
 LossHeads = Literal["each", "fused", "each+fused"]
+Pretrained = Literal["none", "imagenet"]
 
 
 class ConfigError(UserError, ValueError):
@@ -69,6 +70,10 @@ class ModelConfig:
     model: str = "ctranscnn_tiny"  # a name of cxrlib.models.list_models()
     model_size: ModelSize = "paper"  # paper (Conformer-tiny) or micro (smoke-test width)
     drop_path: float = _r("drop_path")  # stochastic depth, authors' drop_path_rate
+    # initial weights: none (from scratch, as both papers) or imagenet (ours: timm's ImageNet
+    # weights; dual-branch models from the public Conformer-Ti, cxrlib.models.imagenet). An
+    # ImageNet run has its own run folder (<model>+imagenet) and is never paper-comparable.
+    pretrained: Pretrained = "none"
 
 
 @dataclass(frozen=True)
@@ -262,6 +267,12 @@ def _check_ranges(cfg: Config) -> None:
             f"BATCH_SIZE {t.batch_size} (the global batch) must be divisible by GRAD_ACCUM "
             f"{t.grad_accum}; each optimiser step sums GRAD_ACCUM micro-batches"
         )
+    if m.pretrained == "imagenet" and m.model_size != "paper":
+        raise ConfigError(
+            f"PRETRAINED 'imagenet' needs MODEL_SIZE 'paper'; got {m.model_size!r}: ImageNet "
+            "weights exist for the paper-size networks only (the smoke profile's micro models "
+            "have none). Set MODEL_SIZE='paper' too, or PRETRAINED='none'."
+        )
     from cxrlib.models.registry import list_models  # here: the registry imports torch
 
     if m.model not in list_models():
@@ -377,9 +388,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if name.lower() not in LEAVES:
         allowed = ", ".join(n.upper() for n in LEAVES)
         raise ConfigError(f"unknown parameter {name!r}; allowed parameters: {allowed}")
+    tp = LEAVES[name.lower()][1].type
+    if get_origin(tp) is Literal and raw in get_args(tp):
+        return name, raw  # a choice, even one spelled "none" (PRETRAINED=none)
     if raw in ("None", "none", "null"):
         return name, None
-    tp = LEAVES[name.lower()][1].type
     if tp is bool or (get_origin(tp) is not Literal and bool in get_args(tp)):
         if raw.lower() in ("true", "1", "yes"):
             return name, True

@@ -56,6 +56,16 @@ CAM_BRANCHES = {
 }
 #: The reference model of the paired comparisons in notebook 06 (CheXNet Tables 1-2).
 PAIRED_REFERENCE = "chexnet_tiny"
+#: Beyond both papers (which train from scratch): the models notebook 06 also trains from
+#: ImageNet weights (``PRETRAINED=imagenet``), and the table of that comparison.
+IMAGENET_MODELS = (*MAIN_MODELS, "resnet50")
+
+
+def imagenet_table(dataset: str, split: str) -> str:
+    """Name of notebook 06's scratch-vs-ImageNet table (``imagenet_init_cxr14_paper``, ...)."""
+    return f"imagenet_init_{dataset}_{split}"
+
+
 #: CheXNet's per-class tables: Table 1 on CXR11, Table 2 on CXR14.
 _PER_CLASS_TABLES = {"cxr11": "table1", "cxr14": "table2"}
 

@@ -4,8 +4,9 @@ It reads ``results/<profile>/tables/*.csv`` and ``runs/<profile>/**/metrics.json
 a notebook's memory -- and states, for every table and figure of both papers (CTransCNN, Wu et
 al., KBS 2023; CheXNet, Wu et al., PRCV 2023), the file that regenerates it, our values beside
 the published ones with differences and confidence intervals, the papers' split beside the
-patient-disjoint split for the main models, and the runs still missing with the compute each
-would cost (an estimate from FLOPs, stated as such).
+patient-disjoint split for the main models, the runs still missing with the compute each
+would cost (an estimate from FLOPs, stated as such), and, beyond both papers, the runs initialised
+from ImageNet (notebook 06) beside their runs from scratch, with the device hours they took.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from cxrlib.config import Config, load_config
 from cxrlib.data.datasets import PAPER_DATASETS
 from cxrlib.fileio import atomic_write_text
 from cxrlib.outputs import data_label
-from cxrlib.papers import ITEMS, MAIN_MODELS
+from cxrlib.papers import IMAGENET_MODELS, ITEMS, MAIN_MODELS
 from cxrlib.papers import expected_models as expected_models_of_papers
 from cxrlib.paths import ResultsLayout
 from cxrlib.published import mean_auc as published_mean_auc_table
 from cxrlib.published import published_mean_auc
-from cxrlib.runs import finished_runs, run_coordinates
+from cxrlib.runs import INIT_NAMES, finished_runs, run_coordinates
 
 PAPER_EPOCHS = load_config("paper").train.epochs
 #: Estimate of training cost: peak dense bf16 TFLOP/s of an A100 and the assumed utilisation.
@@ -49,6 +50,7 @@ def collect_runs(profile: str) -> pd.DataFrame:
                 "grad accum": runtime.get("grad_accum", "–"),
                 "global batch": runtime.get("global_batch", "–"),
                 "precision": runtime.get("precision", "–"),
+                "device hours": _hours(run.device_hours),
                 "not comparable because": run.not_comparable_because() or "",
             }
         )
@@ -63,11 +65,13 @@ COMPUTATION_COLUMNS = [
     "grad accum",
     "global batch",
     "precision",
+    "device hours",
 ]
 RUN_COLUMNS = [
     "dataset",
     "split",
     "model",
+    "init",
     "seed",
     "mean AUC",
     "CI low",
@@ -75,6 +79,10 @@ RUN_COLUMNS = [
     *COMPUTATION_COLUMNS,
     "not comparable because",
 ]
+
+
+def _hours(hours: float | None) -> float | None:
+    return None if hours is None else round(hours, 3)
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -111,7 +119,8 @@ def build_report(config: Config, expected_models: list[str] | None = None) -> st
     expected_models = expected_models or expected_models_of_papers()
     layout = ResultsLayout(config.profile)
     split = config.data.split
-    runs = collect_runs(config.profile)
+    every_run = collect_runs(config.profile)
+    runs = every_run[every_run["init"] == INIT_NAMES["none"]]  # the papers': from scratch
     lines = [
         f"# Replication report — profile `{config.profile}`",
         "",
@@ -157,7 +166,13 @@ def build_report(config: Config, expected_models: list[str] | None = None) -> st
         )
     lines.append(_markdown(pd.DataFrame(rows)))
     lines += ["", "## How each run was computed", ""]
-    lines.append(_markdown(runs[["dataset", "split", "model", "seed", *COMPUTATION_COLUMNS]]))
+    lines.append(
+        _markdown(
+            every_run[["dataset", "split", "model", "init", "seed", *COMPUTATION_COLUMNS]]
+            .astype(object)
+            .fillna("–")
+        )
+    )
     lines += ["", "## The papers' published mean AUC (for reference)", ""]
     lines.append(_markdown(published_mean_auc_table().reset_index()))
     lines += ["", "## The papers' split beside the patient-disjoint split (main models)", ""]
@@ -198,7 +213,61 @@ def build_report(config: Config, expected_models: list[str] | None = None) -> st
         f"{A100_TFLOPS:.0f} TFLOP/s peak — not measurements.",
         "",
     ]
+    lines += imagenet_section(every_run, split, layout.tables)
     return "\n".join(lines)
+
+
+def imagenet_section(runs: pd.DataFrame, split: str, tables: Path) -> list[str]:
+    """Beyond both papers (notebook 06): each model of :data:`~cxrlib.papers.IMAGENET_MODELS`
+    from ImageNet weights beside its run from scratch, with what the ImageNet run cost --
+    device hours spent where it ran, else the FLOP estimate (the same as from scratch)."""
+    rows = []
+    for dataset in PAPER_DATASETS:
+        for model in IMAGENET_MODELS:
+            found = {
+                init: runs[
+                    (runs["dataset"] == dataset)
+                    & (runs["split"] == split)
+                    & (runs["model"] == model)
+                    & (runs["init"] == name)
+                ]
+                for init, name in INIT_NAMES.items()
+            }
+            scratch, imagenet = found["none"], found["imagenet"]
+            row = {
+                "dataset": dataset.upper(),
+                "model": model,
+                "scratch": _fmt(scratch["mean AUC"].iloc[0]) if len(scratch) else "not run",
+            }
+            if len(imagenet):
+                run = imagenet.iloc[0]
+                row |= {
+                    "ImageNet": _fmt(run["mean AUC"]),
+                    "95% CI": f"[{_fmt(run['CI low'])}, {_fmt(run['CI high'])}]",
+                    "Δ": _fmt(run["mean AUC"] - scratch["mean AUC"].iloc[0])
+                    if len(scratch)
+                    else "–",
+                    "cost": f"{_fmt(run['device hours'])} device hours (measured)",
+                }
+            else:
+                hours = estimated_gpu_hours(model, dataset, tables)
+                row |= {
+                    "ImageNet": "not run",
+                    "95% CI": "–",
+                    "Δ": "–",
+                    "cost": f"{_fmt(hours)} A100 hours (estimate, paper recipe)",
+                }
+            rows.append(row)
+    return [
+        f"## Beyond the papers: from ImageNet weights (`{split}` split)",
+        "",
+        "Both papers train from scratch; notebook 06 also trains these models from ImageNet "
+        'weights (`PRETRAINED = "imagenet"`). Never beside a published number; Δ is '
+        "ImageNet − scratch (notebook 06's table gives its paired-bootstrap CI).",
+        "",
+        _markdown(pd.DataFrame(rows)),
+        "",
+    ]
 
 
 def write_report(config: Config, expected_models: list[str] | None = None) -> Path:

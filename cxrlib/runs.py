@@ -1,7 +1,8 @@
 """The run folder: its layout, every file in it, and the model of a run.
 
-A training run lives in ``runs/<profile>/<dataset>/<split>/<model>/seed<k>/`` and this module is
-the only one that reads or writes its files (one writer and one reader each):
+A training run lives in ``runs/<profile>/<dataset>/<split>/<model>/seed<k>/`` (``<model>+imagenet``
+for a run initialised from ImageNet, ``PRETRAINED=imagenet``) and this module is the only one
+that reads or writes its files (one writer and one reader each):
 
 * ``config.json`` -- the resolved configuration, the identity of the data (source, dataset,
   split, image size, cache key, a hash of the split) and how it was computed (world size,
@@ -69,13 +70,20 @@ DATA_IDENTITY_KEYS = ("dataset", "source", "split", "image_size", "images", "spl
 RUNTIME_KEYS = ("precision", "global_batch", "micro_batch")
 
 
+#: The model folder's suffix of each initialisation (PRETRAINED): from scratch (both papers) has
+#: none, so the papers' runs keep their place; ``+`` appears in no registered model name.
+INIT_SUFFIX = {"none": "", "imagenet": "+imagenet"}
+#: The name of each initialisation in tables (``init`` of :func:`run_coordinates`).
+INIT_NAMES = {"none": "scratch", "imagenet": "ImageNet"}
+
+
 def run_path(config: Config, dataset: str) -> Path:
-    """``runs/<profile>/<dataset>/<split>/<model>/seed<k>`` of ``config``."""
+    """``runs/<profile>/<dataset>/<split>/<model>[+imagenet]/seed<k>`` of ``config``."""
     return (
         ResultsLayout(config.profile).runs
         / dataset
         / config.data.split
-        / config.model.model
+        / f"{config.model.model}{INIT_SUFFIX[config.model.pretrained]}"
         / f"seed{config.train.seed}"
     )
 
@@ -88,16 +96,21 @@ def model_overrides(config: Config) -> dict:
     return {"drop_path": config.model.drop_path} if get_spec(config.model.model).arch else {}
 
 
-def build_model(config: Config, num_classes: int) -> nn.Module:
+def build_model(config: Config, num_classes: int, *, initialise: bool = True) -> nn.Module:
     """The network of ``config`` for ``num_classes`` labels (the one place a run's model is
-    built: training, the test evaluation, Grad-CAM and prediction all call this)."""
+    built: training, the test evaluation, Grad-CAM and prediction all call this).
+
+    ``initialise``: start from the weights ``PRETRAINED`` names (ImageNet); False when a
+    checkpoint's weights are loaded next (nothing is downloaded then)."""
     from cxrlib.models import create_model
 
+    imagenet = initialise and config.model.pretrained == "imagenet"
     return create_model(
         config.model.model,
         num_classes,
         size=config.model.model_size,
         image_size=config.data.image_size,
+        pretrained="imagenet" if imagenet else False,
         **model_overrides(config),
     )
 
@@ -181,6 +194,15 @@ class RunResult:
     def run(self) -> RunFolder:
         return RunFolder(self.folder)
 
+    @property
+    def device_hours(self) -> float | None:
+        """Device (GPU, or CPU process) hours its epochs took, from ``epochs.csv`` (wall time
+        × devices, over sessions); None for runs of versions that did not record the time."""
+        if self.history.empty or "seconds" not in self.history:
+            return None
+        spent = self.history["seconds"] * self.history["devices"]
+        return float(spent.sum()) / 3600 if spent.notna().all() else None
+
     def predictions(self) -> Predictions:
         """The test predictions (raises :class:`RunNotFinishedError` for an unfinished run)."""
         return self.run.read_predictions()
@@ -201,6 +223,10 @@ class RunResult:
             reasons.append("images missing on disk were dropped")
         if flat.get("model_size") != "paper":
             reasons.append(f"{flat.get('model_size')} model size")
+        if flat.get("pretrained", "none") != "none":
+            reasons.append(
+                f"{INIT_NAMES[flat['pretrained']]} initialisation (both papers train from scratch)"
+            )
         if flat.get("loss_heads") != "each":
             reasons.append(f"loss on {flat.get('loss_heads')} heads")
         differing = [
@@ -504,9 +530,20 @@ def finished_runs(profile: str, root: Path | None = None) -> list[RunResult]:
 
 
 def run_coordinates(result: RunResult) -> dict[str, Any]:
-    """``dataset``, ``split``, ``model`` and ``seed`` of a run, from its folder's place."""
-    dataset, split, model, seed = result.folder.parts[-4:]
-    return {"dataset": dataset, "split": split, "model": model, "seed": int(seed[4:])}
+    """``dataset``, ``split``, ``model``, ``init`` (scratch, ImageNet) and ``seed`` of a run,
+    from its folder's place."""
+    dataset, split, folder, seed = result.folder.parts[-4:]
+    model, init = folder, "none"
+    for key, suffix in INIT_SUFFIX.items():
+        if suffix and folder.endswith(suffix):
+            model, init = folder[: -len(suffix)], key
+    return {
+        "dataset": dataset,
+        "split": split,
+        "model": model,
+        "init": INIT_NAMES[init],
+        "seed": int(seed[4:]),
+    }
 
 
 def load_run_model(folder: str | os.PathLike) -> tuple[nn.Module, Config, list[str]]:

@@ -157,6 +157,9 @@ class TrainState:
     loss_sum: float = 0.0  #: this epoch so far: summed micro-batch losses,
     loss_count: int = 0  #: their number,
     seen: int = 0  #: and the images this process saw
+    #: wall seconds spent on the current epoch up to the last checkpoint, over sessions
+    #: (training and validation; work lost to a crash after a checkpoint is not counted)
+    epoch_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  #: e.g. a diverging loss
 
     def to_dict(self) -> dict:
@@ -400,8 +403,15 @@ def train_one_epoch(session: Session, limits: Limits, progress: bool = True) -> 
         leave=True,
     )
     start, seen_before, last_save = time.monotonic(), state.seen, time.monotonic()
+    clock = start
     lr = session.lr(state.step)
     meter = LossMeter(state, runtime.device)
+
+    def account() -> None:  # the epoch's time so far goes into the state (and checkpoint)
+        nonlocal clock
+        now = time.monotonic()
+        state.epoch_seconds += now - clock
+        clock = now
 
     def read_loss() -> None:
         bad = meter.read(state, runtime)
@@ -451,14 +461,17 @@ def train_one_epoch(session: Session, limits: Limits, progress: bool = True) -> 
             at_max = reason is not None and reason.startswith("max_steps")
             if (at_max or agree_now) and _agree(reason is not None, runtime):
                 read_loss()
+                account()
                 save_checkpoint(session)
                 return outcome(reason or "another process reached its limit")
             due = time.monotonic() - last_save > t.checkpoint_minutes * 60
             if due and state.batch < total:
                 read_loss()
+                account()
                 save_checkpoint(session)
                 last_save = time.monotonic()
         read_loss()
+        account()
     finally:
         bar.close()
     return outcome(None)
@@ -498,9 +511,14 @@ def end_epoch(session: Session, epoch: EpochOutcome) -> None:
     }
     state.loss_sum, state.loss_count, state.seen = 0.0, 0, 0
     state.epoch, state.batch = state.epoch + 1, 0
+    spent, state.epoch_seconds = state.epoch_seconds, 0.0
     if runtime.is_main:
+        started = time.monotonic()
         val = validate(session)
         row |= {"val_mean_auc": val["mean_auc"], "val_mAP": val["mAP"], "val_OF1": val["OF1"]}
+        # the epoch's wall time over its sessions, and the devices that spent it (cost)
+        row["seconds"] = spent + time.monotonic() - started
+        row["devices"] = runtime.world_size
         state.history.append(row)
         if val["mean_auc"] > state.best_auc:
             state.best_auc, state.best_epoch = val["mean_auc"], row["epoch"]
@@ -532,7 +550,7 @@ def end_epoch(session: Session, epoch: EpochOutcome) -> None:
 def evaluate_test(session: Session) -> RunResult:
     """Evaluate the best checkpoint on the test part; write predictions, then metrics.json."""
     config, data, run = session.config, session.data, session.run
-    model = build_model(config, len(data.classes))
+    model = build_model(config, len(data.classes), initialise=False)
     best = run.load_best()
     model.load_state_dict(best["model"])
     model.to(session.runtime.device)
@@ -617,6 +635,19 @@ def _tensorboard_writer(run: RunFolder):
     return SummaryWriter(str(run.tensorboard_dir))
 
 
+def _init_message(model: nn.Module, pretrained: str) -> str:
+    """The log line of an initialisation from ImageNet: what loaded, what stays random."""
+    report = getattr(model, "pretrained_report", None)
+    if report is None:  # a timm baseline: timm loaded all but the classifier
+        return f"initialised from {pretrained} (timm's weights; the classifier is new)"
+    random = report["random"]
+    return (
+        f"initialised from {pretrained}: {len(report['loaded'])} tensors of the public "
+        f"Conformer-Ti loaded, {len(random)} random ({', '.join(random[:6])}"
+        f"{', …' if len(random) > 6 else ''})"
+    )
+
+
 def start_session(
     config: Config, dataset: DatasetDef, run: RunFolder, saved: dict | None, progress: bool
 ) -> Session:
@@ -630,7 +661,11 @@ def start_session(
     if runtime.distributed and runtime.is_main:
         dist.barrier()
     torch.manual_seed(config.train.seed)
-    model = build_model(config, len(data.classes))
+    checkpoint = run.load_checkpoint()
+    resuming = checkpoint is not None and "state" in checkpoint
+    # a resumed run's weights come from its checkpoint: no ImageNet weights are read then;
+    # under DDP only rank 0 reads them (DDP copies rank 0's weights to the others at the start)
+    model = build_model(config, len(data.classes), initialise=runtime.is_main and not resuming)
     memory = torch.channels_last if runtime.channels_last else torch.contiguous_format
     model.to(runtime.device, memory_format=memory)
     if config.train.grad_accum is None and runtime.device.type == "cuda":
@@ -661,8 +696,7 @@ def start_session(
     session = Session(
         config, run, data, runtime, model, model, optimizer, scaler, loader, TrainState(), settings
     )
-    checkpoint = run.load_checkpoint()
-    if checkpoint is not None and "state" in checkpoint:
+    if resuming:
         _restore(session, checkpoint)
         run.log(f"resumed at epoch {session.state.epoch + 1}, step {session.state.step}")
     elif runtime.is_main:
@@ -671,6 +705,8 @@ def start_session(
             f"started: {config.model.model} on {dataset.name} ({data.source} data, "
             f"{config.data.split} split), {runtime.record()}"
         )
+        if config.model.pretrained != "none":
+            run.log(_init_message(model, config.model.pretrained))
     if runtime.distributed:
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
         session.ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
@@ -734,14 +770,25 @@ def train_run(
         return run.result()
 
 
-def train_models(config: Config, dataset: str, names: list[str], **kwargs) -> dict[str, RunResult]:
-    """:func:`train_run` for each registered model in ``names`` (finished runs are read back).
+def train_models(
+    config: Config,
+    dataset: str,
+    names: list[str],
+    *,
+    overrides: dict | None = None,
+    **kwargs,
+) -> dict[str, RunResult]:
+    """:func:`train_run` for each registered model in ``names`` (finished runs are read back),
+    with ``overrides`` of the configuration (e.g. ``{"pretrained": "imagenet"}``).
 
     When the session's time limit paused or held back a run, says so
     (:func:`cxrlib.session.announce_pause`): in a notebook the later cells then only print
     "paused -- run again to resume", and the next run of the notebook resumes.
     """
-    runs = {name: train_run(config.override(model=name), dataset, **kwargs) for name in names}
+    runs = {
+        name: train_run(config.override(model=name, **(overrides or {})), dataset, **kwargs)
+        for name in names
+    }
     waiting = {name: run for name, run in runs.items() if not run.finished}
     if waiting:
         announce_pause(
@@ -755,3 +802,33 @@ def _progress(run: RunResult) -> str:
     epochs = run.settings["config"]["epochs"] if run.settings else None
     done = len(run.history)
     return f"{done}/{epochs} epochs" if epochs else "not started"
+
+
+def imagenet_models(config: Config, requested: list[str] | None, scratch: list[str]) -> list[str]:
+    """The models notebook 06 trains again from ImageNet weights (a comparison neither paper
+    makes): ``requested``, or by default those of :data:`cxrlib.papers.IMAGENET_MODELS` among
+    ``scratch`` (the models trained from scratch beside them) -- none where the models have no
+    ImageNet weights (the smoke profile's micro size; said in a message). A requested model
+    must be among ``scratch`` and have ImageNet weights (else :class:`ConfigError`)."""
+    from cxrlib.papers import IMAGENET_MODELS
+
+    if requested is None and config.model.model_size != "paper":
+        print(
+            f"ImageNet initialisation skipped: MODEL_SIZE {config.model.model_size!r} has no "
+            f"ImageNet weights (the paper profile trains {', '.join(IMAGENET_MODELS)} from them)"
+        )
+        return []
+    if requested is None:  # the default: those of the models trained here
+        return [n for n in IMAGENET_MODELS if n in scratch]
+    names = list(requested)
+    if names:
+        config.override(pretrained="imagenet")  # validated: raises for micro models
+    missing = [n for n in names if n not in scratch]
+    if missing:
+        from cxrlib.config import ConfigError
+
+        raise ConfigError(
+            f"IMAGENET_MODELS {missing} are not among MODELS: the comparison needs their "
+            f"runs from scratch; add them to MODELS (or set MODELS = None)"
+        )
+    return names

@@ -71,4 +71,4 @@ def test_report_puts_only_comparable_runs_beside_published_numbers(runs):
     assert "phantom data" in rows["conformer_tiny"] and "–" in rows["conformer_tiny"]
     computed = text[text.index("## How each run was computed") :].splitlines()
     line = next(x for x in computed if "| ctranscnn_tiny " in x)
-    assert [c.strip() for c in line.split("|")[6:11]] == ["2", "16", "1", "32", "bf16"]
+    assert [c.strip() for c in line.split("|")[7:12]] == ["2", "16", "1", "32", "bf16"]

@@ -70,9 +70,14 @@ def test_killed_and_resumed_run_equals_uninterrupted(isolated_outputs, monkeypat
     monkeypatch.setenv("CXRLIB_RUNS_DIR", str(isolated_outputs / "runs2"))
     stopped = train_run(config, "cxr11", progress=False, max_steps=3)  # killed mid-epoch 1
     assert not stopped.finished and (stopped.folder / "last.pt").is_file()
-    assert load_checkpoint(stopped.folder / "last.pt")["state"]["batch"] == 3
+    state = load_checkpoint(stopped.folder / "last.pt")["state"]
+    assert state["batch"] == 3 and state["epoch_seconds"] > 0  # the time so far travels
     resumed = train_run(config, "cxr11", progress=False)
     assert resumed.finished
+    # the resumed epoch's time counts both sessions; the cost is read from epochs.csv
+    assert resumed.history["seconds"].iloc[0] > state["epoch_seconds"]
+    assert list(resumed.history["devices"]) == [1, 1]
+    assert resumed.device_hours == pytest.approx(resumed.history["seconds"].sum() / 3600)
     assert resumed.metrics["test"] == straight.metrics["test"]
     a, b = _best_weights(straight), _best_weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
