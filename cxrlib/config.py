@@ -41,6 +41,7 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 ModelSize = Literal["paper", "micro"]
 LossHeads = Literal["each", "fused", "each+fused"]
 Pretrained = Literal["none", "imagenet"]
+SeedModels = Literal["main", "main+strongest"]
 
 
 class ConfigError(UserError, ValueError):
@@ -101,6 +102,12 @@ class TrainConfig:
     grad_accum: int | None = None
     checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often (sessions die)
     seed: int = 0  # initialisation, order, flips, stochastic depth
+    # seeds per model (SEED, SEED+1, ...) for the models SEED_MODELS names; the others train
+    # once. All seeds share one test set (SPLIT_SEED); tables give mean ± sd over seeds
+    seeds: int = 3
+    # main: CTransCNN and CheXNet; main+strongest: also the two baselines with the best
+    # published mean AUC (cxrlib.papers.seeded_models)
+    seed_models: SeedModels = "main+strongest"
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,8 @@ PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
         "precision": "fp32",
         "channels_last": False,
         "checkpoint_minutes": 1.0,
+        "seeds": 2,  # two seeds of CTransCNN and CheXNet: mean ± sd on phantoms in minutes
+        "seed_models": "main",
     },
 }
 
@@ -258,6 +267,7 @@ def _check_ranges(cfg: Config) -> None:
         ("num_workers", t.num_workers, t.num_workers is None or t.num_workers >= 0, ">= 0"),
         ("checkpoint_minutes", t.checkpoint_minutes, t.checkpoint_minutes > 0, "> 0"),
         ("seed", t.seed, t.seed >= 0, ">= 0"),
+        ("seeds", t.seeds, 1 <= t.seeds <= 20, "in [1, 20]"),
     ]
     for name, value, ok, allowed in rules:
         if not ok or (isinstance(value, float) and not math.isfinite(value)):

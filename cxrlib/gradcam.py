@@ -122,8 +122,9 @@ def box_mask(
 
 
 def pointing_hit(cam: np.ndarray, mask: np.ndarray) -> bool:
-    """The pointing game: does the CAM's maximum fall inside the ground-truth mask?"""
-    return bool(mask.flat[int(np.argmax(cam))])
+    """The pointing game: does the CAM's maximum fall inside the ground-truth mask? An
+    all-zero map has no maximum: a miss."""
+    return not is_all_zero(cam) and bool(mask.flat[int(np.argmax(cam))])
 
 
 def thresholded_iou(cam: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float:
@@ -162,7 +163,8 @@ def localisation_table(
     ``chance`` is the ground truth's mean share of the image: what a uniform map would score
     on both the pointing game and the CAM energy share. ``CAM energy inside`` is the share of
     CAM activation inside the box (or near the line); for boxes also the pointing-game hit rate
-    and the IoU of the thresholded CAM.
+    and the IoU of the thresholded CAM. ``all-zero maps`` counts the images whose CAM is zero
+    everywhere (they score 0: no energy, no IoU, a miss in the pointing game).
     """
     test = data.part("test").set_index("image_id")
     size = data.cache.size
@@ -177,7 +179,7 @@ def localisation_table(
         if group.empty:
             continue
         k = data.classes.index(cls)
-        hits, ious, shares, chance = [], [], [], []
+        hits, ious, shares, chance, zero = [], [], [], [], 0
         for start in range(0, len(group), batch_size):
             chunk = group.iloc[start : start + batch_size]
             rows_idx = test.loc[chunk["image_id"], "cache_row"].to_numpy()
@@ -186,6 +188,7 @@ def localisation_table(
             )
             cams = gradcam_maps(model, x, [k] * len(chunk), branch)
             for cam, (_, item) in zip(cams, chunk.iterrows(), strict=True):
+                zero += is_all_zero(cam)  # scores 0 below: counted, so a reader can tell
                 width, height = original_size(test.loc[item["image_id"], "path"])
                 scale = (size / width, size / height)
                 if "points" in item:
@@ -202,6 +205,7 @@ def localisation_table(
             "images": len(group),
             "chance": round(float(np.mean(chance)), 3),
             "CAM energy inside": round(float(np.mean(shares)), 3),
+            "all-zero maps": zero,
         }
         if hits:
             row["pointing hit rate"] = round(float(np.mean(hits)), 3)
@@ -218,6 +222,17 @@ def _ranzcr_class(label: str, classes: tuple[str, ...]) -> str:
     return name
 
 
+#: The CAM colour map (perceptually uniform, readable by colour-blind readers and in grey;
+#: not "jet") and the colour of the ground truth drawn over it.
+CAM_CMAP, TRUTH_COLOUR = "inferno", "#56B4E9"
+
+
+def is_all_zero(cam: np.ndarray) -> bool:
+    """A map with no activation anywhere (Grad-CAM's ReLU removed all of it): it shows
+    nothing, and is marked as such instead of being drawn as a flat wash."""
+    return not np.any(cam > 0)
+
+
 def plot_cam_grid(
     models: dict[str, tuple[nn.Module, str]],
     data: PreparedDataset,
@@ -225,7 +240,11 @@ def plot_cam_grid(
     classes: list[str],
     title: str,
 ) -> plt.Figure:
-    """Rows = images (with their target class), columns = the image then each model's CAM."""
+    """Rows = images (with their target class), columns = the image then each model's CAM;
+    the ground truth (NIH boxes, RANZCR lines) drawn on every panel, one colour bar for the
+    CAM scale, and all-zero maps marked "all-zero map"."""
+    from cxrlib.data.summary import overlay_annotations
+
     test = data.part("test").set_index("image_id")
     x = to_model_input(
         torch.from_numpy(
@@ -239,22 +258,39 @@ def plot_cam_grid(
     fig, axes = plt.subplots(
         len(image_ids),
         len(models) + 1,
-        figsize=(2.6 * (len(models) + 1), 2.6 * len(image_ids)),
+        figsize=(2.4 * (len(models) + 1) + 0.8, 2.4 * len(image_ids) + 0.6),
         squeeze=False,
+        layout="constrained",
     )
+    size = data.cache.size
+    shown = None
     for i, (image_id, cls) in enumerate(zip(image_ids, classes, strict=True)):
         image = data.cache.pixels[test.loc[image_id, "cache_row"]]
+        row = test.loc[image_id].copy()
+        row["image_id"] = image_id
         axes[i, 0].imshow(image, cmap="gray")
         axes[i, 0].set_title(cls, fontsize=8)
+        overlay_annotations(axes[i, 0], data, row, size, TRUTH_COLOUR)
         for j, name in enumerate(models, start=1):
-            axes[i, j].imshow(image, cmap="gray")
-            axes[i, j].imshow(cams[name][i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            ax, cam = axes[i, j], cams[name][i]
+            ax.imshow(image, cmap="gray")
+            if is_all_zero(cam):
+                ax.text(
+                    0.5, 0.5, "all-zero map", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=8, color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none"},
+                )  # fmt: skip
+            else:
+                shown = ax.imshow(cam, cmap=CAM_CMAP, alpha=0.5, vmin=0, vmax=1)
+            overlay_annotations(ax, data, row, size, TRUTH_COLOUR)
             if i == 0:
-                axes[i, j].set_title(name, fontsize=8)
+                ax.set_title(name, fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
+    if shown is not None:
+        colour_bar = fig.colorbar(shown, ax=axes, shrink=0.6, pad=0.02)
+        colour_bar.set_label("Grad-CAM (normalised per map)", fontsize=8)
+    fig.suptitle(f"{title}\n(ground truth drawn in blue where annotated)", fontsize=9)
     return fig
 
 

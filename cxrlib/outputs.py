@@ -1,8 +1,15 @@
 """Writing the tables and figures that the notebooks promise, in one layout.
 
 Tables go to ``results/<profile>/tables/<name>.csv`` (machine-readable) and ``<name>.md``
-(for reading on GitHub and for the report); figures to ``results/<profile>/figures/<name>.png``.
-Every output made from phantom data says so, so that no one mistakes it for a paper result.
+(for reading on GitHub and for the report); figures to ``results/<profile>/figures/<name>.png``
+(300 dpi) and ``<name>.pdf`` (vector, for papers). Every output made from phantom data says so,
+so that no one mistakes it for a paper result.
+
+Figures share one style (:func:`series_style`): a colour-blind-safe palette of 16 colours --
+Okabe & Ito's eight (Wong, Nature Methods 8:441, 2011), then eight of Paul Tol's "muted" scheme
+-- each with its own line style and marker, so 13 or more series (CXR14's classes, the
+baselines) stay apart in colour, in grey print and for colour-blind readers; legends sit
+outside the data (:func:`legend_outside`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,47 @@ from cxrlib.fileio import atomic_write, atomic_write_text
 from cxrlib.paths import ResultsLayout
 
 PHANTOM_NOTE = "phantom data, not comparable with the paper"
+
+#: Okabe-Ito (without its yellow, faint on white) + black, then Paul Tol's muted scheme.
+PALETTE = (
+    "#0072B2",  # blue
+    "#E69F00",  # orange
+    "#009E73",  # bluish green
+    "#D55E00",  # vermillion
+    "#CC79A7",  # reddish purple
+    "#56B4E9",  # sky blue
+    "#000000",  # black
+    "#999933",  # olive (Tol)
+    "#332288",  # indigo (Tol)
+    "#882255",  # wine (Tol)
+    "#44AA99",  # teal (Tol)
+    "#CC6677",  # rose (Tol)
+    "#117733",  # green (Tol)
+    "#AA4499",  # purple (Tol)
+    "#DDCC77",  # sand (Tol)
+    "#888888",  # grey
+)
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def series_style(i: int) -> dict:
+    """Colour, line style and marker of the ``i``-th series of a figure: a distinct colour
+    for the first 16, and line style and marker that also differ between neighbours."""
+    return {
+        "color": PALETTE[i % len(PALETTE)],
+        "linestyle": _LINESTYLES[(i // 2 + i // len(PALETTE)) % len(_LINESTYLES)],
+        "marker": _MARKERS[i % len(_MARKERS)],
+        "markevery": 0.1,
+        "markersize": 4,
+    }
+
+
+def legend_outside(ax, anchor: tuple[float, float] = (1.02, 1.0)) -> None:
+    """The axes' legend to the right of the data (nothing hidden under it), and a layout
+    that leaves room for it."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=anchor, borderaxespad=0, frameon=False)
+    ax.figure.tight_layout()
 
 
 def data_label(config: Config, dataset: str | None = None) -> str:
@@ -67,15 +115,19 @@ def save_table(
     if caption:
         lines += [caption, ""]
     lines += [f"_Profile `{config.profile}`; {label or data_label(config)}._", ""]
+    if df.attrs.get("note"):  # e.g. the classes with few test positives (comparison)
+        lines += [df.attrs["note"], ""]
     buffer = io.StringIO()
     df.to_markdown(buffer, index=False)
     atomic_write_text(folder / f"{name}.md", "\n".join(lines) + buffer.getvalue() + "\n")
     return csv_path
 
 
-def save_figure(fig, name: str, config: Config, dpi: int = 150) -> Path:
-    """Save a matplotlib figure as ``<name>.png`` under the profile's figures folder."""
-    path = ResultsLayout(config.profile).figures / f"{name}.png"
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=dpi, bbox_inches="tight")
-    return path
+def save_figure(fig, name: str, config: Config, dpi: int = 300) -> Path:
+    """Save a matplotlib figure as ``<name>.png`` (``dpi``, default 300) and ``<name>.pdf``
+    (vector) under the profile's figures folder; returns the PNG's path."""
+    folder = ResultsLayout(config.profile).figures
+    for kind in ("png", "pdf"):
+        with atomic_write(folder / f"{name}.{kind}", "wb") as handle:
+            fig.savefig(handle, format=kind, dpi=dpi, bbox_inches="tight")
+    return folder / f"{name}.png"

@@ -10,6 +10,9 @@ lists every item with its files, and the end-to-end test checks that each file w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
+
+from cxrlib.config import SeedModels
 
 #: The two models of the papers.
 MAIN_MODELS = ("ctranscnn_tiny", "chexnet_tiny")
@@ -56,6 +59,32 @@ CAM_BRANCHES = {
 }
 #: The reference model of the paired comparisons in notebook 06 (CheXNet Tables 1-2).
 PAIRED_REFERENCE = "chexnet_tiny"
+
+
+def strongest_baselines(count: int = 2) -> tuple[str, ...]:
+    """The ``count`` baselines with the best published mean AUC over both datasets (CTransCNN's
+    comparison table; :mod:`cxrlib.published`): the ones worth several seeds."""
+    from cxrlib.published import mean_auc
+
+    table = mean_auc().drop(index=list(MAIN_MODELS), errors="ignore")
+    return tuple(table.mean(axis=1).sort_values(ascending=False).index[:count])
+
+
+#: The models ``SEED_MODELS`` names (each trains ``SEEDS`` times; the others once).
+SEED_MODEL_SETS = {
+    "main": lambda: MAIN_MODELS,
+    "main+strongest": lambda: (*MAIN_MODELS, *strongest_baselines()),
+}
+
+
+assert set(SEED_MODEL_SETS) == set(get_args(SeedModels)), "SEED_MODELS choices differ"
+
+
+def seeded_models(seed_models: str) -> tuple[str, ...]:
+    """The models trained with several seeds under ``SEED_MODELS = seed_models``."""
+    return tuple(SEED_MODEL_SETS[seed_models]())
+
+
 #: Beyond both papers (which train from scratch): the models notebook 06 also trains from
 #: ImageNet weights (``PRETRAINED=imagenet``), and the table of that comparison.
 IMAGENET_MODELS = (*MAIN_MODELS, "resnet50")

@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ RESUME_TOLERANT = frozenset(
         "cxr11_root",
         "data_source",
         "grad_accum",
+        "seeds",  # how many runs a notebook trains, not how one run trains
+        "seed_models",
     }
 )
 #: Parts of the data identity that must match on resume. The cache key is recorded too but
@@ -189,6 +191,13 @@ class RunResult:
     metrics: dict | None
     history: pd.DataFrame
     settings: dict | None = None
+    #: the same model and recipe with the other seeds of ``SEEDS`` (set by ``train_models``)
+    seed_runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def seeds(self) -> list[RunResult]:
+        """This run and its other seeds' runs (one test set: SPLIT_SEED is shared)."""
+        return [self, *self.seed_runs]
 
     @property
     def run(self) -> RunFolder:
@@ -521,6 +530,13 @@ class RunFolder:
 def read_run(folder: str | os.PathLike) -> RunResult:
     """What the run folder ``folder`` holds (finished or not)."""
     return RunFolder(Path(folder)).result()
+
+
+def all_runs(profile: str, root: Path | None = None) -> list[RunResult]:
+    """Every run of ``profile`` that has started (it has ``config.json``), finished or not,
+    in path order."""
+    base = (root or runs_root()) / profile
+    return [read_run(path.parent) for path in sorted(base.glob("*/*/*/seed*/config.json"))]
 
 
 def finished_runs(profile: str, root: Path | None = None) -> list[RunResult]:

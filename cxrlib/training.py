@@ -779,17 +779,27 @@ def train_models(
     **kwargs,
 ) -> dict[str, RunResult]:
     """:func:`train_run` for each registered model in ``names`` (finished runs are read back),
-    with ``overrides`` of the configuration (e.g. ``{"pretrained": "imagenet"}``).
+    with ``overrides`` of the configuration (e.g. ``{"pretrained": "imagenet"}``). A model of
+    ``SEED_MODELS`` (:func:`cxrlib.papers.seeded_models`) trains ``SEEDS`` times (seeds SEED,
+    SEED+1, ...): the first seed's run is returned, the others in its ``seed_runs``.
 
     When the session's time limit paused or held back a run, says so
     (:func:`cxrlib.session.announce_pause`): in a notebook the later cells then only print
     "paused -- run again to resume", and the next run of the notebook resumes.
     """
-    runs = {
-        name: train_run(config.override(model=name, **(overrides or {})), dataset, **kwargs)
-        for name in names
-    }
-    waiting = {name: run for name, run in runs.items() if not run.finished}
+    from cxrlib.papers import seeded_models
+
+    bases = {name: config.override(model=name, **(overrides or {})) for name in names}
+    runs = {name: train_run(base, dataset, **kwargs) for name, base in bases.items()}
+    # every model's first seed before any second one: a session that ends early has them all
+    for name in seeded_models(config.train.seed_models):
+        if name in runs:
+            base = bases[name]
+            runs[name].seed_runs = [
+                train_run(base.override(seed=base.train.seed + i), dataset, **kwargs)
+                for i in range(1, base.train.seeds)
+            ]
+    waiting = {name: run for name, run in runs.items() if not all(r.finished for r in run.seeds)}
     if waiting:
         announce_pause(
             f"{len(waiting)} of {len(runs)} {get_dataset(dataset).name} run(s) unfinished: "
@@ -799,9 +809,12 @@ def train_models(
 
 
 def _progress(run: RunResult) -> str:
-    epochs = run.settings["config"]["epochs"] if run.settings else None
-    done = len(run.history)
-    return f"{done}/{epochs} epochs" if epochs else "not started"
+    parts = []
+    for seed_run in run.seeds:
+        epochs = seed_run.settings["config"]["epochs"] if seed_run.settings else None
+        done = len(seed_run.history)
+        parts.append(f"{done}/{epochs} epochs" if epochs else "not started")
+    return ", ".join(parts) if len(parts) == 1 else "seeds: " + ", ".join(parts)
 
 
 def imagenet_models(config: Config, requested: list[str] | None, scratch: list[str]) -> list[str]:

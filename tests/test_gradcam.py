@@ -133,3 +133,43 @@ def test_localisation_table_of_the_smoke_run(smoke_cxr14_run, use_folders):
     rates = ["CAM energy inside", "pointing hit rate", "IoU@0.5"]
     assert table[rates].apply(lambda c: c.between(0, 1)).all().all()
     assert 0 <= significance_over_chance(table) <= 1
+
+
+@pytest.mark.slow
+def test_cam_grid_draws_the_truth_a_colour_bar_and_marks_all_zero_maps(
+    smoke_cxr14_run, use_folders, monkeypatch
+):
+    """The figure's panels show the NIH-style boxes, one colour bar gives the CAM scale, and a
+    map that is zero everywhere is written "all-zero map" (and counted in the table)."""
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Rectangle
+
+    from cxrlib import gradcam
+    from cxrlib.data.prepare import prepare_dataset
+    from cxrlib.runs import load_run_model
+
+    use_folders(smoke_cxr14_run["folders"])
+    model = load_run_model(smoke_cxr14_run["run"].folder)[0]
+    data = prepare_dataset(smoke_cxr14_run["config"], "cxr14", progress=False)
+    test_ids = set(data.part("test")["image_id"])
+    boxed = data.labelled.boxes[data.labelled.boxes["image_id"].isin(test_ids)].iloc[0]
+    real = gradcam.gradcam_maps
+
+    def blank_tokens(model, x, targets, branch):  # the token branch "loses" all activation
+        maps = real(model, x, targets, branch)
+        return np.zeros_like(maps) if branch == "tokens" else maps
+
+    monkeypatch.setattr(gradcam, "gradcam_maps", blank_tokens)
+    models = {"cnn": (model, "cnn"), "tokens": (model, "tokens")}
+    figure = gradcam.plot_cam_grid(models, data, [boxed["image_id"]], [boxed["label"]], "t")
+    panels = figure.axes[:3]
+    truth = to_rgba(gradcam.TRUTH_COLOUR)
+    for ax in panels:  # the image and both CAMs carry the box
+        boxes = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_edgecolor() == truth]
+        assert boxes
+    assert len(figure.axes) == 4, "one colour bar beside the grid"
+    assert [t.get_text() for t in panels[2].texts] == ["all-zero map"]
+    assert not panels[1].texts
+    table = gradcam.localisation_table(model, data, "tokens", max_per_class=5)
+    assert (table["all-zero maps"] == table["images"]).all()
+    assert (table["pointing hit rate"] == 0).all()  # no maximum: never a hit

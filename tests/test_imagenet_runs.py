@@ -94,15 +94,27 @@ def test_scratch_vs_imagenet_table_pairs_the_runs(pair):
     expected = paper_mean_auc(per_class_auc(p_a.labels, p_a.scores)) - paper_mean_auc(
         per_class_auc(p_b.labels, p_b.scores)
     )
-    assert row["Δ (ImageNet − scratch)"] == pytest.approx(expected, abs=0.01)
-    assert expected > 5 and row["p (paired bootstrap)"] < 0.01  # less noise: clearly better
+    assert row["Δ vs scratch"] == pytest.approx(expected, abs=0.01)
+    assert expected > 5 and row["p (paired bootstrap)"] == "< 0.001"  # less noise: better
+    assert float(row["p (DeLong)"]) < 1e-3
     assert row["ImageNet device hours"] == 3.0
     assert table.set_index("model").loc["resnet50", "ImageNet mean AUC"] == "not run"
 
 
 def test_the_report_lists_imagenet_runs_with_their_cost(pair):
+    import pandas as pd
+
+    from cxrlib.paths import ResultsLayout
     from cxrlib.report import build_report
 
+    tables = ResultsLayout("paper").tables  # notebook 02's FLOPs, notebook 01's split sizes
+    tables.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"model": ["resnet50"], "GFLOPs @224 executed": [4.0]}).to_csv(
+        tables / "model_summary.csv", index=False
+    )
+    pd.DataFrame({"dataset": ["CXR11"], "split": ["published (papers)"], "train": [26000]}).to_csv(
+        tables / "split_sizes.csv", index=False
+    )
     text = build_report(load_config("paper"))
     beside = text[: text.index("## How each run was computed")]
     assert "ImageNet initialisation" not in beside  # never beside a published number
@@ -110,8 +122,10 @@ def test_the_report_lists_imagenet_runs_with_their_cost(pair):
     rows = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in section.splitlines()}
     measured = rows[("CXR14", "ctranscnn_tiny")]
     assert "74.00" in measured and "70.00" in measured and "4.00" in measured
-    assert "3.00 device hours (measured)" in measured
-    assert "not run" in rows[("CXR11", "resnet50")] and "estimate" in rows[("CXR11", "resnet50")]
+    assert "3.00 device hours (spent)" in measured
+    flops_hours = 3 * 4.0e9 * 300 * 26000 / (312e12 * 0.2) / 3600  # 0.42 A100 hours
+    assert "not run" in rows[("CXR11", "resnet50")]
+    assert f"{flops_hours:.2f} A100 hours (FLOPs estimate)" in rows[("CXR11", "resnet50")]
 
     # without its run from scratch, the model is still missing: an ImageNet run does not count
     pair[0].metrics_file.unlink()

@@ -69,6 +69,78 @@ def test_report_puts_only_comparable_runs_beside_published_numbers(runs):
     # the patient-split run is not in the paper-split table; the phantom one says why not
     assert "resnet50" not in rows
     assert "phantom data" in rows["conformer_tiny"] and "–" in rows["conformer_tiny"]
-    computed = text[text.index("## How each run was computed") :].splitlines()
-    line = next(x for x in computed if "| ctranscnn_tiny " in x)
-    assert [c.strip() for c in line.split("|")[7:12]] == ["2", "16", "1", "32", "bf16"]
+    computed = markdown_table(text, "## How each run was computed")
+    row = next(r for r in computed if r["model"] == "ctranscnn_tiny")
+    assert [row[k] for k in ("GPUs/processes", "per-device batch", "grad accum")] == [
+        "2",
+        "16",
+        "1",
+    ]
+    assert [row[k] for k in ("global batch", "precision")] == ["32", "bf16"]
+
+
+def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
+    """The first Markdown table after ``heading`` in ``text``, as one dict per row."""
+    lines = text[text.index(heading) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append([c.strip() for c in line.strip().strip("|").split("|")])
+    header, rows = table[0], table[2:]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def test_report_columns_of_a_finished_an_unfinished_and_a_phantom_run(isolated_outputs):
+    """Per row: the data, split, seeds, epochs run of planned, precision, global batch and the
+    device hours the runs took; a missing run's cost measured where a run measured it."""
+    from cxrlib.report import build_report
+
+    paper = load_config("paper")
+    history = [{"epoch": e, "seconds": 1800.0, "devices": 2} for e in (1, 2)]
+    for seed, auc in ((0, 77.0), (1, 79.0)):  # two finished seeds
+        run = _finished_run(paper.override(seed=seed), "cxr14", "real", auc)
+        run.write_history(history)
+    unfinished = RunFolder.of(paper.override(model="chexnet_tiny"), "cxr14")
+    data = {"dataset": "cxr14", "source": "real", "split": "paper"}
+    runtime = {"world_size": 1, "global_batch": 32, "precision": "fp16", "gpu": "Tesla T4"}
+    unfinished.write_settings(settings_record(paper.override(model="chexnet_tiny"), data, runtime))
+    unfinished.write_history([{"epoch": 1, "seconds": 7200.0, "devices": 1}])
+    _finished_run(paper.override(model="conformer_tiny"), "cxr11", "phantom", 60.0)
+
+    text = build_report(paper)
+    rows = {
+        r["model"]: r for r in markdown_table(text, "## Mean test AUC, ours beside the papers'")
+    }
+    finished = rows["ctranscnn_tiny"]
+    assert finished["data"] == "real" and finished["seeds"] == "0, 1"
+    assert finished["epochs run/planned"] == "2/300" and finished["precision"] == "bf16"
+    assert finished["global batch"] == "32" and finished["device hours"] == "4.000"  # 2×2×1 h
+    assert finished["ours"] == "78.00" and finished["± sd"] == "1.41"  # mean, sd of 77 and 79
+    assert finished["Δ"] == "-0.47"  # 78.00 - 78.47: both seeds are comparable
+    waiting = rows["chexnet_tiny"]
+    assert waiting["seeds"] == "none finished (unfinished: 0)" and waiting["ours"] == "–"
+    assert waiting["epochs run/planned"] == "1/300" and waiting["device hours"] == "2.000"
+    assert waiting["not comparable because"] == "not finished (1/300 epochs)"
+    phantom = rows["conformer_tiny"]
+    assert phantom["data"] == "phantom" and phantom["not comparable because"] == "phantom data"
+    assert phantom["published"] == "–"
+    # a missing run's cost: measured from the unfinished run's epoch on a T4 (2 h × 300), or
+    # from FLOPs where nothing was measured (here the FLOPs table is absent: "–")
+    missing = markdown_table(text, "## Runs still missing")
+    chexnet = next(r for r in missing if r["model"] == "chexnet_tiny" and r["split"] == "patient")
+    cost = chexnet["cost of one run (paper recipe)"]
+    assert cost.startswith("600.00 device hours (measured: 1 run(s) on Tesla T4)"), cost
+    resnet = next(r for r in missing if r["model"] == "resnet50" and r["dataset"] == "CXR14")
+    assert resnet["cost of one run (paper recipe)"] == "–"
+
+
+def test_a_report_before_any_run(isolated_outputs):
+    from cxrlib.report import build_report
+
+    text = build_report(load_config("paper"))  # a fresh checkout: nothing trained yet
+    beside = text[text.index("## Mean test AUC") : text.index("## How each run")]
+    assert "_(none)_" in beside
+    missing = markdown_table(text, "## Runs still missing")
+    assert {r["model"] for r in missing} >= {"ctranscnn_tiny", "chexnet_tiny", "resnet50"}

@@ -64,14 +64,20 @@ def leakage_table(prepared: dict[str, PreparedDataset]) -> pd.DataFrame:
 
 def plot_class_positives(tables: list[pd.DataFrame], title: str) -> plt.Figure:
     """One horizontal bar chart per dataset: positives per class, stacked by part."""
-    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 5), squeeze=False)
+    from cxrlib.outputs import PALETTE
+
+    fig, axes = plt.subplots(
+        1, len(tables), figsize=(6 * len(tables), 5), squeeze=False, layout="constrained"
+    )
     for ax, table in zip(axes[0], tables, strict=True):
-        table.set_index("class")[list(SPLIT_NAMES)].plot.barh(stacked=True, ax=ax)
+        table.set_index("class")[list(SPLIT_NAMES)].plot.barh(
+            stacked=True, ax=ax, color=list(PALETTE[: len(SPLIT_NAMES)])
+        )
         ax.set_title(f"{table['dataset'].iloc[0]}: positives per class")
         ax.set_xlabel("images")
         ax.invert_yaxis()
+        ax.legend(fontsize=8, loc="lower right", frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
@@ -104,23 +110,29 @@ def plot_samples(data: PreparedDataset, count: int, title: str, seed: int = 0) -
     ]
     columns = 4
     fig, axes = plt.subplots(
-        -(-len(rows) // columns), columns, figsize=(3.2 * columns, 3.6 * -(-len(rows) // columns))
+        -(-len(rows) // columns),
+        columns,
+        figsize=(3.2 * columns, 3.6 * -(-len(rows) // columns)),
+        layout="constrained",  # the title above the images, never over them
     )
     size = data.cache.size
     for ax, (_, row) in zip(np.ravel(axes), rows.iterrows(), strict=False):
         ax.imshow(data.cache.pixels[row["cache_row"]], cmap="gray", vmin=0, vmax=255)
         positives = [c for c in data.classes if row[c]]
         ax.set_title("\n".join(positives) or "(no label)", fontsize=7)
-        _overlay_annotations(ax, data, row, size)
+        overlay_annotations(ax, data, row, size)
     for ax in np.ravel(axes):
         ax.axis("off")
     fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
-def _overlay_annotations(ax, data: PreparedDataset, row: pd.Series, size: int) -> None:
-    """Draw NIH boxes or RANZCR line points, rescaled from the original to the cache size."""
+def overlay_annotations(
+    ax, data: PreparedDataset, row: pd.Series, size: int, colour: str = "#D55E00"
+) -> int:
+    """Draw the image's NIH boxes or RANZCR lines, rescaled from the original to the cache
+    size (the sample grid, the Grad-CAM grid); returns how many were drawn."""
+    drawn = 0
     boxes, lines = data.labelled.boxes, data.labelled.lines
     if len(boxes):
         mine = boxes[boxes["image_id"] == row["image_id"]]
@@ -133,14 +145,19 @@ def _overlay_annotations(ax, data: PreparedDataset, row: pd.Series, size: int) -
                         box.w * size / width,
                         box.h * size / height,
                         fill=False,
-                        edgecolor="red",
+                        edgecolor=colour,
                         linewidth=1,
                     )
                 )
+                drawn += 1
     if len(lines):
         mine = lines[lines["image_id"] == row["image_id"]]
         if len(mine):
             width, height = original_size(row["path"])
             for _, line in mine.iterrows():
                 points = np.asarray(line.points, dtype=float).reshape(-1, 2)
-                ax.plot(points[:, 0] * size / width, points[:, 1] * size / height, lw=0.8)
+                ax.plot(
+                    points[:, 0] * size / width, points[:, 1] * size / height, lw=0.9, color=colour
+                )
+                drawn += 1
+    return drawn
