@@ -182,6 +182,7 @@ def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3
     """Per image and each of its ``top`` most probable classes, ``<stem>_cam_<class>.png``:
     the Grad-CAM (CNN branch) over the X-ray, at the X-ray's own size. ``pixels``: the
     model's uint8 inputs (N×S×S)."""
+    import cv2  # installed with pytorch-grad-cam
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     from cxrlib.gradcam import gradcam_maps
@@ -198,7 +199,10 @@ def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3
                 Image.fromarray(cam.astype(np.float32)).resize((width, height), Image.BILINEAR)
             )
             grey = np.repeat(xray.pixels[..., None] / 255.0, 3, axis=2).astype(np.float32)
-            overlay = show_cam_on_image(grey, np.clip(cam_full, 0, 1), use_rgb=True)
+            # the figures' colour map (inferno: colour-blind safe), not pytorch-grad-cam's jet
+            overlay = show_cam_on_image(
+                grey, np.clip(cam_full, 0, 1), use_rgb=True, colormap=cv2.COLORMAP_INFERNO
+            )
             name = re.sub(r"[^A-Za-z0-9_.-]", "_", classes[k])
             path = folder / f"{xray.path.stem}_cam_{name}.png"
             Image.fromarray(overlay).save(path)

@@ -24,18 +24,24 @@ def shared_dir() -> Path:
     return SHARED
 
 
-@pytest.fixture
-def isolated_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point results/, runs/ and open_data/ at a temporary folder for one test."""
+def isolate_outputs(patch: pytest.MonkeyPatch, root: Path) -> Path:
+    """Point results/, runs/ and open_data/ at folders under ``root``, and forget any real
+    data root of the environment (tests train on the phantom)."""
     for env, name in (
         ("CXRLIB_RESULTS_DIR", "results"),
         ("CXRLIB_RUNS_DIR", "runs"),
         ("CXRLIB_DATA_DIR", "open_data"),
     ):
-        monkeypatch.setenv(env, str(tmp_path / name))
-    monkeypatch.delenv("CXR14_ROOT", raising=False)
-    monkeypatch.delenv("CXR11_ROOT", raising=False)
-    return tmp_path
+        patch.setenv(env, str(root / name))
+    patch.delenv("CXR14_ROOT", raising=False)
+    patch.delenv("CXR11_ROOT", raising=False)
+    return root
+
+
+@pytest.fixture
+def isolated_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point results/, runs/ and open_data/ at a temporary folder for one test."""
+    return isolate_outputs(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="session")

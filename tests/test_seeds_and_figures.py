@@ -23,6 +23,7 @@ from cxrlib.comparison import (
 from cxrlib.config import ConfigError, load_config
 from cxrlib.outputs import PALETTE, save_figure, save_table, series_style
 from cxrlib.papers import seeded_models, strongest_baselines
+from tests.conftest import isolate_outputs
 
 matplotlib.use("Agg")
 
@@ -51,13 +52,7 @@ def seeded(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("seeds")
     with pytest.MonkeyPatch.context() as patch:
-        for env, name in (
-            ("CXRLIB_RESULTS_DIR", "results"),
-            ("CXRLIB_RUNS_DIR", "runs"),
-            ("CXRLIB_DATA_DIR", "open_data"),
-        ):
-            patch.setenv(env, str(root / name))
-        patch.delenv("CXR11_ROOT", raising=False)
+        isolate_outputs(patch, root)
         config = load_config("smoke", **TINY)
         runs = train_models(config, "cxr11", ["ctranscnn_tiny", "resnet34"], progress=False)
     return runs, root

@@ -76,7 +76,7 @@ def plot_class_positives(tables: list[pd.DataFrame], title: str) -> plt.Figure:
         ax.set_title(f"{table['dataset'].iloc[0]}: positives per class")
         ax.set_xlabel("images")
         ax.invert_yaxis()
-        ax.legend(fontsize=8, loc="lower right", frameon=False)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(title)
     return fig
 
