@@ -126,7 +126,9 @@ def auc_comparison(runs: dict[str, RunResult], dataset: str) -> pd.DataFrame:
             paper[-1] = published_mean_auc(name, dataset) or np.nan
         paper = _published_if_comparable(run, paper)
         table[name] = np.round(np.asarray(ours, dtype=float), 2)
-        table[f"{name} sd ({len(run.seeds)} seeds)"] = [_sd(v) for v in [*per_class_sd, mean_sd]]
+        if len(run.seeds) > 1:  # a model trained once has no spread to show
+            spread = [_sd(v) for v in [*per_class_sd, mean_sd]]
+            table[f"{name} sd ({len(run.seeds)} seeds)"] = spread
         table[f"{name} 95% CI"] = [_ci(lo, hi) for lo, hi in zip(lows, highs, strict=True)]
         table[f"{name} published"] = paper
         table[f"{name} Δ"] = np.round(table[name] - paper, 2)

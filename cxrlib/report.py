@@ -136,7 +136,8 @@ def model_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False) if len(frame) else "_(none)_"
+    """A Markdown table that shows each value as given (no re-parsing: "71.00" stays)."""
+    return frame.to_markdown(index=False, disable_numparse=True) if len(frame) else "_(none)_"
 
 
 def _fmt(value, digits: int = 2) -> str:
