@@ -165,3 +165,46 @@ def test_a_run_from_imagenet_trains_resumes_without_the_file_and_loads(
     assert done.device_hours > 0 and list(done.history["devices"]) == [1]
     model = load_model(done.folder / "best.pt")  # without the ImageNet file either
     assert model.card["recipe"]["pretrained"] == "imagenet"
+
+
+def test_the_imagenet_checkpoint_downloads_once_and_is_checksum_checked(
+    isolated_outputs, monkeypatch
+):
+    """The download path, without the internet: a stand-in for torch.hub's download writes
+    the file; a wrong file is removed with an error, a right one is fetched only once."""
+    import hashlib
+
+    from cxrlib.models import imagenet
+
+    monkeypatch.delenv(imagenet.LOCAL_ENV, raising=False)
+    payload = {"bytes": b"not the Conformer-Ti checkpoint"}
+    calls = []
+
+    def fake_download(url, destination, progress=True):
+        calls.append(url)
+        with open(destination, "wb") as handle:
+            handle.write(payload["bytes"])
+
+    monkeypatch.setattr(imagenet.torch.hub, "download_url_to_file", fake_download)
+    with pytest.raises(imagenet.PretrainedWeightsError, match="did not match its checksum"):
+        imagenet.conformer_checkpoint()
+    target = (
+        isolated_outputs
+        / "open_data"
+        / "pretrained"
+        / imagenet.CONFORMER_TINY_URL.rsplit("/", 1)[1]
+    )
+    assert calls == [imagenet.CONFORMER_TINY_URL] and not target.exists()  # removed
+
+    prefix = hashlib.sha256(payload["bytes"]).hexdigest()[:8]
+    monkeypatch.setattr(imagenet, "CONFORMER_TINY_SHA256_PREFIX", prefix)
+    assert imagenet.conformer_checkpoint() == target and target.is_file()
+    assert imagenet.conformer_checkpoint() == target and len(calls) == 2  # not again
+
+    def offline(url, destination, progress=True):
+        raise OSError("no route to host")
+
+    target.unlink()
+    monkeypatch.setattr(imagenet.torch.hub, "download_url_to_file", offline)
+    with pytest.raises(imagenet.PretrainedWeightsError, match=r"\$CXRLIB_CONFORMER_IMAGENET"):
+        imagenet.conformer_checkpoint()
