@@ -74,10 +74,9 @@ def seed_predictions(run: RunResult) -> Predictions:
     return Predictions(first.image_ids, first.classes, first.labels, np.stack(scores))
 
 
-def small_classes(run: RunResult) -> dict[str, int]:
-    """Classes with fewer than :data:`SMALL_CLASS` positives in the run's test set, and their
-    count (e.g. CXR14 Hernia 9, CXR11 ETT-Abnormal 6 in the papers' split)."""
-    predictions = run.predictions()
+def small_classes(predictions: Predictions) -> dict[str, int]:
+    """Classes with fewer than :data:`SMALL_CLASS` positives in a run's test predictions, and
+    their count (e.g. CXR14 Hernia 9, CXR11 ETT-Abnormal 6 in the papers' split)."""
     positives = predictions.labels.sum(axis=0)
     return {
         name: int(count)
@@ -106,9 +105,9 @@ def auc_comparison(runs: dict[str, RunResult], dataset: str) -> pd.DataFrame:
     first_run = next(iter(runs.values()))
     first = first_run.metrics
     table = pd.DataFrame({"class": [*first["classes"], "Mean"]})
-    positives = first_run.predictions().labels.sum(axis=0)
-    table["test positives"] = [*(int(p) for p in positives), "–"]
-    small = small_classes(first_run)
+    predictions = first_run.predictions()
+    table["test positives"] = [*(int(p) for p in predictions.labels.sum(axis=0)), "–"]
+    small = small_classes(predictions)
     table["small class"] = [
         f"yes (< {SMALL_CLASS} positives)" if c in small else "" for c in table["class"]
     ]

@@ -25,9 +25,10 @@ from cxrlib.papers import expected_models as expected_models_of_papers
 from cxrlib.paths import ResultsLayout
 from cxrlib.published import mean_auc as published_mean_auc_table
 from cxrlib.published import published_mean_auc
-from cxrlib.runs import INIT_NAMES, all_runs, read_run, run_coordinates
+from cxrlib.runs import INIT_NAMES, all_runs, run_coordinates
 
-PAPER_EPOCHS = load_config("paper").train.epochs
+PAPER = load_config("paper")
+PAPER_EPOCHS = PAPER.train.epochs
 #: Estimate of training cost: peak dense bf16 TFLOP/s of an A100 and the assumed utilisation.
 A100_TFLOPS, ASSUMED_UTILISATION = 312.0, 0.2
 
@@ -50,6 +51,10 @@ def collect_runs(profile: str) -> pd.DataFrame:
                 "finished": run.finished,
                 "data": data.get("source", flat.get("data_source", "–")),
                 "epochs run/planned": f"{len(run.history)}/{flat.get('epochs', '?')}",
+                "epochs run": len(run.history),
+                # the paper's model and image size: its time measures a paper-recipe run
+                "paper size": flat.get("model_size") == PAPER.model.model_size
+                and flat.get("image_size") == PAPER.data.image_size,
                 "mean AUC": test.get("mean_auc", np.nan),
                 "CI low": ci.get("mean_low", np.nan),
                 "CI high": ci.get("mean_high", np.nan),
@@ -64,7 +69,7 @@ def collect_runs(profile: str) -> pd.DataFrame:
             }
         )
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    return frame.astype({"finished": bool})  # a mask even when there is no run
+    return frame.astype({"finished": bool, "paper size": bool})  # masks even with no run
 
 
 #: How a run was computed (the report's table of every run).
@@ -91,6 +96,8 @@ RUN_COLUMNS = [
     "CI high",
     *COMPUTATION_COLUMNS,
     "not comparable because",
+    "epochs run",
+    "paper size",
 ]
 
 
@@ -175,11 +182,10 @@ def measured_gpu_hours(runs: pd.DataFrame, model: str, dataset: str) -> tuple[fl
         & runs["paper size"]
         & runs["device hours"].notna()
     ]
-    epochs = same["epochs run/planned"].str.split("/").str[0].astype(int)
-    same = same[epochs > 0]
+    same = same[same["epochs run"] > 0]
     if same.empty:
         return None
-    per_epoch = float((same["device hours"] / epochs[same.index]).median())
+    per_epoch = float((same["device hours"] / same["epochs run"]).median())
     devices = ", ".join(sorted({str(d) for d in same["device"]}))
     return per_epoch * PAPER_EPOCHS, f"measured: {len(same)} run(s) on {devices}"
 
@@ -202,9 +208,6 @@ def build_report(config: Config, expected_models: list[str] | None = None) -> st
     layout = ResultsLayout(config.profile)
     split = config.data.split
     every_run = collect_runs(config.profile)
-    every_run["paper size"] = pd.Series(
-        [_paper_size(folder) for folder in _folders(config.profile, every_run)], dtype=bool
-    )
     runs = every_run[every_run["init"] == INIT_NAMES["none"]]  # the papers': from scratch
     lines = [
         f"# Replication report — profile `{config.profile}`",
@@ -313,30 +316,6 @@ def build_report(config: Config, expected_models: list[str] | None = None) -> st
     ]
     lines += imagenet_section(every_run, split, layout.tables)
     return "\n".join(lines)
-
-
-def _folders(profile: str, runs: pd.DataFrame) -> list[Path]:
-    """The run folders of :func:`collect_runs`'s rows."""
-    from cxrlib.runs import INIT_SUFFIX
-
-    suffix = {name: INIT_SUFFIX[key] for key, name in INIT_NAMES.items()}
-    root = ResultsLayout(profile).runs
-    return [
-        root / r.dataset / r.split / f"{r.model}{suffix[r.init]}" / f"seed{r.seed}"
-        for r in runs.itertuples()
-    ]
-
-
-def _paper_size(folder: Path) -> bool:
-    """Did the run train the paper-size model at the paper's image size (so its time
-    measures a paper-recipe run)?"""
-    settings = read_run(folder).settings or {}
-    flat = settings.get("config", {})
-    paper = load_config("paper")
-    return (
-        flat.get("model_size") == paper.model.model_size
-        and flat.get("image_size") == paper.data.image_size
-    )
 
 
 def imagenet_section(runs: pd.DataFrame, split: str, tables: Path) -> list[str]:

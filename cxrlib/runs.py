@@ -539,12 +539,6 @@ def all_runs(profile: str, root: Path | None = None) -> list[RunResult]:
     return [read_run(path.parent) for path in sorted(base.glob("*/*/*/seed*/config.json"))]
 
 
-def finished_runs(profile: str, root: Path | None = None) -> list[RunResult]:
-    """Every finished run of ``profile`` (under ``runs/<profile>/``), in path order."""
-    base = (root or runs_root()) / profile
-    return [read_run(path.parent) for path in sorted(base.glob("*/*/*/seed*/metrics.json"))]
-
-
 def run_coordinates(result: RunResult) -> dict[str, Any]:
     """``dataset``, ``split``, ``model``, ``init`` (scratch, ImageNet) and ``seed`` of a run,
     from its folder's place."""

@@ -153,8 +153,8 @@ def test_radial_limits_follow_the_data():
     assert radial_limits(np.array([3.0, 99.0])) == (0.0, 100.0)
 
 
-def test_every_figure_the_notebooks_save_has_a_pdf_twin(project_root):
-    """save_figure is the one way figures are written: the notebooks call it, never savefig."""
+def test_notebooks_write_figures_only_through_save_figure(project_root):
+    """save_figure (PNG + PDF twin) is the one way figures are written: never savefig."""
     import nbformat
 
     for path in sorted((project_root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
