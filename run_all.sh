@@ -29,7 +29,7 @@ Options:
                          then stops with "paused — run again to resume" and exit status
                          75; running the same command again resumes.
   --only 01,03           run only the notebooks with these numbers (in order).
-  --set NAME=VALUE       pass a parameter to every notebook (validated by cxrlib.config;
+  --set NAME=VALUE       pass a parameter to every notebook (validated by cxrlib.core.config;
                          e.g. --set EPOCHS=5; names are case-insensitive). Repeatable.
   --yaml 'NAME: VALUE'   pass parameters as YAML, for lists: a run filter, e.g.
                          --only 06 --yaml 'MODELS: [resnet50, chexnet_tiny]' trains and
@@ -134,10 +134,22 @@ fi
   die "$PY is older than Python 3.10"
 echo "==> Python: $PY ($WHERE)"
 
-# --- 2. Install what is missing (once per environment and pyproject.toml) ------------------
+# --- 2. Install what is missing (once per environment, extras and pyproject.toml) -----------
+# Colab and Kaggle: every preinstalled package is a constraint (cxrlib/session/preinstalled.py),
+# so nothing of the platform changes -- its Jupyter, its protobuf, its torch; only the kit's own
+# dependencies that are missing are added, and no 'dev' or 'lab' extra unless the tests need
+# 'dev'. Elsewhere torch/torchvision are pinned to what is there and the extras come along.
+ON_PLATFORM=0
+[[ "$WHERE" == "Colab/Kaggle system Python" ]] && ON_PLATFORM=1
+EXTRAS="dev,lab"
+if [[ "$ON_PLATFORM" == 1 ]]; then
+  EXTRAS=""
+  [[ "$MODE" == "test" ]] && EXTRAS="dev"
+fi
+
 ensure_installed() {
   local stamp_dir="$ROOT/.cxrlib-env" key stamp
-  key="$( (echo "$PY"; "$PY" -c 'import sys; print(sys.prefix)'; cat "$ROOT/pyproject.toml") |
+  key="$( (echo "$PY" "$EXTRAS"; "$PY" -c 'import sys; print(sys.prefix)'; cat "$ROOT/pyproject.toml") |
           cksum | cut -d' ' -f1)"
   stamp="$stamp_dir/installed-$key"
   if [[ -f "$stamp" ]] && "$PY" -c 'import cxrlib, papermill, torch, torchvision, timm' 2>/dev/null; then
@@ -148,21 +160,27 @@ ensure_installed() {
     echo "==> installing torch and torchvision (absent from this environment)"
     "$PY" -m pip install torch torchvision
   fi
-  # Pin the torch that is there, so that no other requirement can replace it (Colab/Kaggle).
-  local constraints="$stamp_dir/torch-constraints.txt"
+  local constraints="$stamp_dir/constraints.txt"
   mkdir -p "$stamp_dir"
-  "$PY" - >"$constraints" <<'PYEOF'
+  if [[ "$ON_PLATFORM" == 1 ]]; then
+    "$PY" "$ROOT/cxrlib/session/preinstalled.py" >"$constraints"
+    echo "==> installing the project${EXTRAS:+ [$EXTRAS]}; every preinstalled package is kept" \
+         "($(wc -l <"$constraints") pinned as constraints)"
+  else
+    # Pin the torch that is there, so that no other requirement can replace it.
+    "$PY" - >"$constraints" <<'PYEOF'
 from importlib.metadata import version
 for name in ("torch", "torchvision"):
     print(f"{name}=={version(name)}")
 PYEOF
-  # JupyterLab and its widgets (the 'lab' extra) only in an environment of our own: Colab and
-  # Kaggle bring their own Jupyter, which newer ipywidgets/ipykernel would replace.
-  local extras="dev,lab"
-  [[ "$WHERE" == "Colab/Kaggle system Python" ]] && extras="dev"
-  echo "==> installing the project [$extras] and its dependencies ($(tr '\n' ' ' <"$constraints"))"
-  "$PY" -m pip install --quiet -c "$constraints" -e "$ROOT[$extras]"
-  "$PY" -m ipykernel install --sys-prefix --name cxrlib --display-name "Python (cxrlib)" >/dev/null
+    echo "==> installing the project [$EXTRAS] and its dependencies ($(tr '\n' ' ' <"$constraints"))"
+  fi
+  local target="$ROOT"
+  [[ -n "$EXTRAS" ]] && target="$ROOT[$EXTRAS]"
+  "$PY" -m pip install --quiet -c "$constraints" -e "$target"
+  if "$PY" -c 'import ipykernel' 2>/dev/null; then
+    "$PY" -m ipykernel install --sys-prefix --name cxrlib --display-name "Python (cxrlib)" >/dev/null
+  fi
   rm -f "$stamp_dir"/installed-*
   touch "$stamp"
 }
@@ -193,7 +211,7 @@ if [[ "$DOWNLOAD" == 1 ]]; then
   "$PY" -m cxrlib download all || die "download failed (see above)"
 fi
 if [[ -z "$PROFILE" ]]; then
-  PROFILE="$("$PY" -c 'from cxrlib.config import auto_profile; print(auto_profile())')"
+  PROFILE="$("$PY" -c 'from cxrlib.data.roots import auto_profile; print(auto_profile())')"
 fi
 echo "==> data (profile '$PROFILE'):"
 "$PY" -m cxrlib data --profile "$PROFILE" | sed -n '2,$s/^/    /p'
@@ -202,7 +220,7 @@ echo "==> data (profile '$PROFILE'):"
 RESULTS="${CXRLIB_RESULTS_DIR:-$ROOT/results}"
 EXECUTED="$RESULTS/$PROFILE/executed"
 mkdir -p "$EXECUTED"
-# Temp files of table/figure/report writes that a killed earlier run left (cxrlib.fileio).
+# Temp files of table/figure/report writes that a killed earlier run left (cxrlib.core.fileio).
 find "$RESULTS/$PROFILE" -name '.*.tmp' -type f -delete 2>/dev/null || true
 
 NOTEBOOKS=()

@@ -45,6 +45,17 @@ def _purge_cxrlib() -> None:
         del sys.modules[name]
 
 
+def _module(*names: str):
+    """The first of ``names`` that imports: the same code lives in different modules in
+    different versions of the kit (before and after its layers)."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError:
+            continue
+    raise ModuleNotFoundError(f"none of {names}")
+
+
 def _kit_step(folder: Path | None, model_name: str, batch: int, compile_model: bool = False):
     """A training-step closure built with the ``cxrlib`` found in ``folder`` (None: this
     checkout), imported fresh."""
@@ -53,9 +64,10 @@ def _kit_step(folder: Path | None, model_name: str, batch: int, compile_model: b
         sys.path.insert(0, str(folder))
     try:
         cxrlib = importlib.import_module("cxrlib")
-        config_mod = importlib.import_module("cxrlib.config")
-        training = importlib.import_module("cxrlib.training")
-        runtime_mod = importlib.import_module("cxrlib.runtime")
+        config_mod = _module("cxrlib.core.config", "cxrlib.config")
+        optim = _module("cxrlib.train.optim", "cxrlib.training")
+        losses = _module("cxrlib.train.losses", "cxrlib.training")
+        runtime_mod = _module("cxrlib.train.runtime", "cxrlib.runtime")
         models = importlib.import_module("cxrlib.models")
         loader = importlib.import_module("cxrlib.data.loader")
         config = config_mod.load_config("paper", data_source="phantom")
@@ -64,7 +76,7 @@ def _kit_step(folder: Path | None, model_name: str, batch: int, compile_model: b
         model = models.create_model(model_name, 14)
         memory = torch.channels_last if runtime.channels_last else torch.contiguous_format
         model.to(runtime.device, memory_format=memory).train()
-        optimizer = training.build_optimizer(model, config)
+        optimizer = optim.build_optimizer(model, config)
         trainable = torch.compile(model) if compile_model else model
         images = torch.randint(0, 256, (batch, 1, 224, 224), dtype=torch.uint8)
         target = (torch.rand(batch, 14) < 0.2).float()
@@ -75,7 +87,7 @@ def _kit_step(folder: Path | None, model_name: str, batch: int, compile_model: b
 
     def step() -> None:
         x = loader.to_model_input(images, runtime.device, runtime.channels_last)
-        loss = training.training_loss(trainable(x), target, "each")
+        loss = losses.training_loss(trainable(x), target, "each")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -27,11 +27,12 @@ def measure(name: str, batch_size: int, steps: int, image_size: int) -> dict:
     every head) and eval-mode inference, on this machine's CPU."""
     import torch
 
-    from cxrlib.config import load_config
+    from cxrlib.core.config import load_config
     from cxrlib.data.loader import to_model_input
     from cxrlib.models import create_model
-    from cxrlib.runtime import setup_runtime
-    from cxrlib.training import build_optimizer, training_loss
+    from cxrlib.train.losses import training_loss
+    from cxrlib.train.optim import build_optimizer
+    from cxrlib.train.runtime import setup_runtime
 
     config = load_config("paper", data_source="phantom")
     runtime = setup_runtime(config)

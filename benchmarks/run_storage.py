@@ -44,10 +44,10 @@ def main() -> None:
     for env, name in (("CXRLIB_RUNS_DIR", "runs"), ("CXRLIB_DATA_DIR", "data")):
         os.environ[env] = str(scratch / name)
 
-    from cxrlib.config import load_config
-    from cxrlib.models.registry import create_model
-    from cxrlib.papers import expected_models
-    from cxrlib.training import train_run
+    from cxrlib.core.config import load_config
+    from cxrlib.models import create_model
+    from cxrlib.paper.items import expected_models
+    from cxrlib.train.run import train_run
 
     settings = {"model_size": "paper", "image_size": 224, "phantom_images": 60, "batch_size": 8}
     config = load_config("smoke", model="ctranscnn_tiny", epochs=2, **settings)

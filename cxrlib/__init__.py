@@ -7,13 +7,31 @@ Papers replicated:
   Chest X-ray Images", PRCV 2023, LNCS 14437, pp. 73-84.
 
 Datasets: NIH ChestX-ray14 (Wang et al., CVPR 2017) and RANZCR CLiP (Kaggle, 2021).
+
+The package is a house of layers, one sub-package each, listed here from the ground up
+(:data:`LAYERS`, the one place of this order): a module may import its own layer and the layers
+below it, never one above, and no import circle exists (``tests/test_architecture.py``).
 """
 
-__version__ = "0.1.0"
-
+from __future__ import annotations
 
 import logging as _logging
 import sys as _sys
+
+__version__ = "0.1.0"
+
+#: The layers of the house, from the ground up: each sub-package of cxrlib is one of them.
+LAYERS = (
+    "core",  # validated config and profiles, the authors' recipe, paths, errors, clock, files
+    "data",  # datasets, split files, phantom, image cache, loader, finding and fetching data
+    "models",  # networks, the registry, converters, model files
+    "runs",  # the run folder: its files, the checkpoint saver, a run's record and model
+    "evaluate",  # metrics, statistics, Grad-CAM
+    "train",  # optimiser and schedule, the loop as named steps, device/precision/DDP
+    "paper",  # the papers' items, published numbers, experiments, tables, figures, report
+    "session",  # notebook parameters, Colab/Kaggle, the time limit, the machine's report
+    "cli",  # entry points: python -m cxrlib, predict, export
+)
 
 #: Progress lines (a run's start, each epoch, pauses, the result) go through ``logging`` to
 #: the console -- the notebook's output, or the terminal -- as well as to the run's train.log.
@@ -28,8 +46,8 @@ if not _LOGGER.handlers:
 
 
 def load_model(path, num_classes=None, device="cpu"):
-    """A trained model from its file (a run's ``best.pt``) alone: see
-    :func:`cxrlib.models.checkpoint.load_model`."""
-    from cxrlib.models.checkpoint import load_model as _load
+    """A trained model from its file (a run's ``best.pt``) alone, or from its run folder:
+    see :func:`cxrlib.runs.model.load_model_file`."""
+    from cxrlib.runs.model import load_model_file  # here: `import cxrlib` stays light (no torch)
 
-    return _load(path, num_classes, device)
+    return load_model_file(path, num_classes, device)

@@ -50,8 +50,8 @@ def smoke_cxr14_run(tmp_path_factory):
     session in its own folders. Returns the folders; use ``use_folders`` to point at them."""
     import warnings
 
-    from cxrlib.config import load_config
-    from cxrlib.training import train_run
+    from cxrlib.core.config import load_config
+    from cxrlib.train.run import train_run
 
     root = tmp_path_factory.mktemp("smoke_cxr14")
     folders = {

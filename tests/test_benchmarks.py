@@ -1,5 +1,7 @@
-"""The GPU benchmark's plumbing, on the CPU (its figures mean nothing here): it must work the
-first time it meets a GPU, in a short lent session."""
+"""The first-GPU benchmark's plumbing, on the CPU (its figures mean nothing here): it must work
+the first time it meets a GPU, in a short lent session -- steps in priority order, a budget
+that skips what no longer fits, a failure recorded without stopping the rest, figures written
+after every step."""
 
 from __future__ import annotations
 
@@ -7,54 +9,85 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from cxrlib.paper.costs import DEVICE_PEAKS, device_peaks
+
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "gpu_speed.py"
+SCRIPT = ROOT / "benchmarks" / "gpu_first.py"
+
+
+def _module():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu_first
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return gpu_first
 
 
 @pytest.mark.slow
-def test_gpu_benchmark_runs_end_to_end_in_quick_mode(tmp_path):
+def test_gpu_first_runs_every_step_in_quick_mode(tmp_path):
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "eager", "--quick", "--models", "ctranscnn_tiny",
-         "--out", str(tmp_path)],
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    record = json.loads(next(tmp_path.glob("gpu_speed_eager_*.json")).read_text())
-    assert {"device", "torch", "date", "rows"} <= set(record)
-    (row,) = record["rows"]
-    assert row["model"] == "ctranscnn_tiny" and row["train_images_per_s"] > 0
-    assert row["forward_gflop_executed"] < row["forward_gflop_published"]
-    epoch = record["end_to_end_epoch"]
-    assert epoch["epoch_images_per_s"] > 0 and epoch["runtime"]["precision"] == "fp32"
-    agreement = record["bf16_vs_fp32_smoke"]
-    assert {"fp32", "bf16", "bf16_within_fp32_ci"} <= set(agreement)
+    record = json.loads(next(tmp_path.glob("gpu_first_*.json")).read_text())
+    assert {"environment", "date", "steps", "training"} <= set(record)
+    assert record["environment"]["torch"] and record["environment"]["cxrlib"]
+    status = {s["step"]: s["status"] for s in record["steps"]}
+    assert all(v == "ok" for v in status.values()), status
+    modes = {(r["model"], r["mode"]) for r in record["training"]}
+    assert {("ctranscnn_tiny", "bf16+channels_last"), ("ctranscnn_tiny", "fp32"),
+            ("ctranscnn_tiny", "bf16+compile"), ("chexnet_tiny", "fp32")} <= modes  # fmt: skip
+    e2e = next(s for s in record["steps"] if s["step"] == "end_to_end")["result"]
+    assert e2e["second_epoch_s"] > 0 and e2e["runtime"]["precision"] == "fp32"
+    log = (tmp_path / "gpu_first.log").read_text()
+    assert "start flex_check" in log and "profile of the step" in log
 
 
-def test_mfu_and_time_to_result_table_from_a_record(tmp_path):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import gpu_speed
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    assert gpu_speed.device_peaks("NVIDIA H100 PCIe")[0] == "H100 PCIe"
-    assert gpu_speed.device_peaks("NVIDIA H100 80GB HBM3")[0] == "H100"
-    assert gpu_speed.device_peaks("Tesla T4")[1] == gpu_speed.PEAKS["T4"]
-    record = {
-        "device": "NVIDIA H100 80GB HBM3",
-        "rows": [
-            {"model": "ctranscnn_tiny", "mode": "bf16", "batch": 32, "train_images_per_s": 1000},
-            {"model": "ctranscnn_tiny", "mode": "bf16+compile", "batch": 32,
-             "train_images_per_s": 2000},
-            {"model": "ctranscnn_tiny", "mode": "bf16", "batch": 256, "train_images_per_s": 9e9},
-        ],
-    }  # fmt: skip
-    path = tmp_path / "r.json"
-    path.write_text(json.dumps(record))
-    table = gpu_speed.time_to_result([str(path)], full_set=False)
-    # the best mode at the paper batch: 300 × 46,563 / 2000 img/s = 1.94 h on the H100
-    assert "| ctranscnn_tiny | bf16+compile | H100 | 2,000 | 1.94 | 0.88 | measured |" in table
-    # a T4 scaled by its fp16 peak: 2000 × 65 / 989 img/s
-    assert "| T4 | 131 | 29.52 |" in table and "scaled from H100" in table
+def test_a_small_budget_skips_what_does_not_fit_and_the_json_is_always_there(tmp_path):
+    gpu_first = _module()
+    args = SimpleNamespace(out=str(tmp_path), budget_seconds=30, quick=True)
+    bench = gpu_first.Bench(args)
+    bench.step("first", 1, lambda: {"fine": True})
+    bench.step("broken", 1, lambda: 1 / 0)
+    bench.step("after", 1, lambda: "still runs")
+    bench.step("too long", 600, lambda: pytest.fail("a step that does not fit must not run"))
+    record = json.loads(next(tmp_path.glob("gpu_first_*.json")).read_text())
+    steps = {s["step"]: s for s in record["steps"]}
+    assert steps["first"]["status"] == "ok" and steps["after"]["result"] == "still runs"
+    assert steps["broken"]["status"] == "failed" and "ZeroDivisionError" in steps["broken"]["error"]
+    assert steps["too long"]["status"] == "skipped" and "600" in steps["too long"]["why"]
+    assert "FAILED broken" in (tmp_path / "gpu_first.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("name", "entry"),
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM"),
+        ("NVIDIA H100 PCIe", "H100 PCIe"),
+        ("NVIDIA H100 NVL", "H100 NVL"),
+        ("NVIDIA H200", "H200"),
+        ("NVIDIA H200 NVL", "H200 NVL"),
+        ("NVIDIA A100-SXM4-40GB", "A100"),
+        ("NVIDIA A100 80GB PCIe", "A100"),
+        ("NVIDIA L4", "L4"),
+        ("NVIDIA L40S", "L40S"),
+        ("Tesla T4", "T4"),
+        ("NVIDIA GeForce RTX 4090", "unknown"),
+    ],
+)
+def test_device_names_map_to_their_exact_peaks(name, entry):
+    """Exact names, not substrings: "L4" is not "L40S", an NVL is not an SXM part."""
+    key, peaks = device_peaks(name)
+    assert key == entry
+    assert peaks == DEVICE_PEAKS.get(entry, {})
+
+
+def test_a_t4_has_no_bf16_peak_so_it_is_timed_in_fp16():
+    assert "bf16" not in DEVICE_PEAKS["T4"] and DEVICE_PEAKS["T4"]["fp16"] == 65.0

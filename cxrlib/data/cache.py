@@ -10,11 +10,13 @@ reference) to ``size × size`` and writes all images of a dataset into ``images.
 The cache folder is named by a key over what made it (the files' names, sizes and mtimes,
 the size, the interpolation, the code version), so any change builds a new one -- decoding only
 the files that changed (the others are copied from the older cache, which is then removed). It
-is built in a ``.partial`` folder with a per-image done flag, which makes an interrupted build
-resume where it stopped; only a complete build is renamed to its final name. The disk space is
-checked and reserved first (a memory map that meets a full disk dies with SIGBUS), and a
-cache whose ``meta.json`` is missing or garbled, or whose probed pixels differ from those
-written (a zeroed file), is rebuilt.
+is built in ``<name>.partial`` (named by the image set, not by the files' state) with a per-image
+done flag and the file each row was decoded from, which makes an interrupted build -- a crash,
+or an unreadable image that is then downloaded again -- resume where it stopped; only a
+complete build is renamed to its final name, and then no unfinished build of it is left. The
+disk space is checked and reserved first (a memory map that meets a full disk dies with
+SIGBUS), and a cache whose ``meta.json`` is missing or garbled, or whose probed pixels differ
+from those written (a zeroed file), is rebuilt.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from cxrlib.errors import UserError
-from cxrlib.fileio import atomic_write_text, check_free_space, disk_full_error
+from cxrlib.core.errors import UserError
+from cxrlib.core.fileio import atomic_write_text, check_free_space, disk_full_error
 
 CACHE_VERSION = 1
 INTERPOLATION = "bicubic"
@@ -198,6 +200,17 @@ def _reuse_rows(old: ImageCache, old_entries: list[str], entries: list[str], ima
     return len(pairs)
 
 
+def _reuse_newest(older: list[Path], entries: list[str], partial: _Partial) -> None:
+    """Copy the unchanged files' pixels from the newest older cache of the same images."""
+    for folder in older[:1]:
+        try:
+            old = open_cache(folder)
+            old_entries = json.loads((folder / "meta.json").read_text()).get("entries", [])
+        except (CacheDamagedError, ValueError):
+            continue
+        _reuse_rows(old, old_entries, entries, partial.images, partial.done)
+
+
 def _older_caches(cache_root: Path, name: str, size: int, final: Path) -> list[Path]:
     """Finished caches of the same ``name`` and size, other than ``final`` (newest first)."""
     found = []
@@ -215,69 +228,83 @@ def _older_caches(cache_root: Path, name: str, size: int, final: Path) -> list[P
     return sorted(found, key=lambda f: f.stat().st_mtime, reverse=True)
 
 
-def build_cache(
-    image_ids: Sequence[str],
-    paths: Sequence[str],
-    size: int,
-    cache_root: Path,
-    name: str,
-    workers: int | None = None,
-    progress: bool = True,
-    on_chunk: Callable[[int], None] | None = None,
-) -> ImageCache:
-    """Build (or reuse, or resume) the cache of ``paths`` at ``size`` under ``cache_root``.
+def _remove_partials(cache_root: Path, name: str) -> None:
+    """Unfinished builds of ``name`` (this version's ``<name>.partial`` and the per-key
+    ``<name>-<key>.partial`` of earlier versions): a finished cache of the data exists."""
+    for folder in Path(cache_root).glob(f"{name}*.partial"):
+        shutil.rmtree(folder, ignore_errors=True)
 
-    ``name`` prefixes the folder (e.g. ``cxr14-real-224px``); ``workers`` defaults to the CPU
-    count (0 decodes in this process). A damaged cache is rebuilt; when some files changed
-    (one image downloaded again), the pixels of the unchanged ones are copied from the older
-    cache of the same name, only the changed ones are decoded, and the older cache is removed.
-    Raises :class:`ImageReadError` listing unreadable files (the partial cache is kept, so
-    fixing them and calling again resumes) and :class:`DiskSpaceError` when the disk is full.
-    """
-    if len(image_ids) != len(paths):
-        raise ValueError("image_ids and paths must have the same length")
-    entries = file_entries(paths)
-    key = cache_key(entries, size)
-    final = Path(cache_root) / f"{name}-{key[:16]}"
-    if final.exists():
-        try:
-            return open_cache(final)
-        except CacheDamagedError as err:
-            warnings.warn(f"rebuilding the image cache: {err}", stacklevel=2)
-            shutil.rmtree(final)
-    partial = final.with_name(final.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
-    count = len(paths)
-    fresh = not (partial / "images.u8").is_file()
-    if fresh:
+
+@dataclass
+class _Partial:
+    """An unfinished build: pixels and a done flag per row, memory-mapped, and what each done
+    row was decoded from (``build.json``), so that a build resumes after any interruption."""
+
+    folder: Path
+    images: np.ndarray
+    done: np.ndarray
+
+
+def _open_partial(
+    cache_root: Path, name: str, image_ids: Sequence[str], entries: list[str], size: int
+) -> _Partial:
+    """The build of ``name`` to continue (its rows whose file changed since are decoded again)
+    or a new one. Its folder is named by the image set, not by the files' state, so replacing a
+    broken image resumes the same build instead of starting another."""
+    folder = Path(cache_root) / f"{name}.partial"
+    count = len(entries)
+    try:
+        build = json.loads((folder / "build.json").read_text())
+        same = build["image_ids"] == list(image_ids) and build["size"] == size
+    except (OSError, ValueError, KeyError):
+        same = False
+    if not same or not (folder / "images.u8").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
         check_free_space(
-            partial,
+            folder,
             count * size * size + count,
             "the image cache",
             "free space there, or put the data folder on a larger disk with --data-dir DIR "
             "(CXRLIB_DATA_DIR)",
         )
-        _allocate(partial / "images.u8", count * size * size)
-        _allocate(partial / "done.u8", count)
-    images = np.memmap(partial / "images.u8", dtype=np.uint8, mode="r+", shape=(count, size, size))
-    done = np.memmap(partial / "done.u8", dtype=np.uint8, mode="r+", shape=(count,))
-    older = _older_caches(Path(cache_root), name, size, final)
-    for folder in older[:1]:
-        try:
-            old = open_cache(folder)
-            old_entries = json.loads((folder / "meta.json").read_text()).get("entries", [])
-        except (CacheDamagedError, ValueError):
-            continue
-        _reuse_rows(old, old_entries, entries, images, done)
+        _allocate(folder / "images.u8", count * size * size)
+        _allocate(folder / "done.u8", count)
+        build = {"image_ids": list(image_ids), "size": size, "entries": entries}
+    shape = (count, size, size)
+    images = np.memmap(folder / "images.u8", dtype=np.uint8, mode="r+", shape=shape)
+    done = np.memmap(folder / "done.u8", dtype=np.uint8, mode="r+", shape=(count,))
+    changed = [
+        row for row, (a, b) in enumerate(zip(build["entries"], entries, strict=True)) if a != b
+    ]
+    if changed:  # a file replaced since it was decoded (a re-downloaded image)
+        done[changed] = 0
+        done.flush()
+    build["entries"] = entries
+    atomic_write_text(folder / "build.json", json.dumps(build))
+    return _Partial(folder, images, done)
+
+
+def _decode_rows_into(
+    partial: _Partial,
+    paths: Sequence[str],
+    size: int,
+    workers: int | None,
+    progress: bool,
+    on_chunk: Callable[[int], None] | None,
+    desc: str,
+) -> list[tuple[str, str]]:
+    """Decode every row not done yet into ``partial`` (in ``workers`` processes); the files
+    that could not be read, with why."""
+    images, done, count = partial.images, partial.done, len(paths)
     todo = np.flatnonzero(done == 0).tolist()
     jobs = [
         (todo[i : i + CHUNK], [paths[r] for r in todo[i : i + CHUNK]], size)
         for i in range(0, len(todo), CHUNK)
     ]
-    if workers is None:
-        workers = os.cpu_count() or 1
+    workers = (os.cpu_count() or 1) if workers is None else workers
     errors: list[tuple[str, str]] = []
-    bar = tqdm(total=count, initial=count - len(todo), desc=f"caching {name}", disable=not progress)
+    bar = tqdm(total=count, initial=count - len(todo), desc=desc, disable=not progress)
     executor = ProcessPoolExecutor(workers) if workers > 0 and len(jobs) > 1 else None
     try:
         results = executor.map(_decode_rows, jobs) if executor else map(_decode_rows, jobs)
@@ -295,6 +322,62 @@ def build_cache(
         bar.close()
         if executor is not None:
             executor.shutdown(cancel_futures=True)
+    return errors
+
+
+def _finish_build(partial: _Partial, final: Path, meta: dict) -> None:
+    """Seal a complete build: its ``meta.json`` (with the probe), then its final name."""
+    meta["probe"] = _probe_digest(partial.images)
+    folder = partial.folder
+    del partial.images, partial.done
+    (folder / "done.u8").unlink()
+    (folder / "build.json").unlink()
+    atomic_write_text(folder / "meta.json", json.dumps(meta))
+    if final.exists():  # a concurrent build finished first
+        shutil.rmtree(folder)
+    else:
+        os.replace(folder, final)
+
+
+def build_cache(
+    image_ids: Sequence[str],
+    paths: Sequence[str],
+    size: int,
+    cache_root: Path,
+    name: str,
+    workers: int | None = None,
+    progress: bool = True,
+    on_chunk: Callable[[int], None] | None = None,
+) -> ImageCache:
+    """Build (or reuse, or resume) the cache of ``paths`` at ``size`` under ``cache_root``.
+
+    ``name`` prefixes the folder (e.g. ``cxr14-224px``); ``workers`` defaults to the CPU
+    count (0 decodes in this process). A damaged cache is rebuilt; when some files changed
+    (one image downloaded again), the pixels of the unchanged ones are copied from the older
+    cache of the same name, only the changed ones are decoded, and the older cache is removed.
+    Raises :class:`ImageReadError` listing unreadable files (the partial build is kept, so
+    replacing them and calling again resumes it) and :class:`DiskSpaceError` when the disk is
+    full. Once the cache is finished, no unfinished build of the same name is left.
+    """
+    if len(image_ids) != len(paths):
+        raise ValueError("image_ids and paths must have the same length")
+    entries = file_entries(paths)
+    key = cache_key(entries, size)
+    final = Path(cache_root) / f"{name}-{key[:16]}"
+    if final.exists():
+        try:
+            cache = open_cache(final)
+            _remove_partials(Path(cache_root), name)
+            return cache
+        except CacheDamagedError as err:
+            warnings.warn(f"rebuilding the image cache: {err}", stacklevel=2)
+            shutil.rmtree(final)
+    partial = _open_partial(Path(cache_root), name, image_ids, entries, size)
+    older = _older_caches(Path(cache_root), name, size, final)
+    _reuse_newest(older, entries, partial)
+    errors = _decode_rows_into(
+        partial, paths, size, workers, progress, on_chunk, desc=f"caching {name}"
+    )
     if errors:
         listed = "\n".join(f"  {path}: {message}" for path, message in errors[:10])
         raise ImageReadError(
@@ -306,19 +389,13 @@ def build_cache(
         "version": CACHE_VERSION,
         "key": key,
         "size": size,
-        "count": count,
+        "count": len(paths),
         "interpolation": INTERPOLATION,
-        "probe": _probe_digest(images),
         "image_ids": list(image_ids),
         "entries": entries,
     }
-    del images, done
-    (partial / "done.u8").unlink()
-    atomic_write_text(partial / "meta.json", json.dumps(meta))
-    if final.exists():  # a concurrent build finished first
-        shutil.rmtree(partial)
-    else:
-        os.replace(partial, final)
+    _finish_build(partial, final, meta)
     for folder in older:  # superseded: the same images, some files changed
         shutil.rmtree(folder, ignore_errors=True)
+    _remove_partials(Path(cache_root), name)
     return open_cache(final)

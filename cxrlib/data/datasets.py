@@ -1,9 +1,11 @@
 """Datasets as objects: one definition per dataset holds everything the kit knows about it.
 
-A :class:`DatasetDef` names a dataset's classes, the marker files that identify its folder, its
-Kaggle mount points, the reader of its on-disk layout, the configuration field (and environment
-variable) that gives its root, the authors' split files and split sizes where the papers have
-them, and whether a phantom of it can be generated. The rest of the kit asks
+A :class:`DatasetDef` names a dataset's classes, the marker files that identify its folder and
+how its layout is recognised among Kaggle inputs, its Kaggle mount points and download, the
+reader of its on-disk layout, what its image files look like (file names, for ``predict``), the
+configuration field (and environment variable) that gives its root, the authors' split files
+and split sizes where the papers have them, the official split lists of its publisher, and
+whether a phantom of it can be generated. The rest of the kit asks
 :func:`get_dataset` and never spells a dataset's facts again, so adding a dataset is writing
 one definition -- as torchxrayvision does it.
 
@@ -18,6 +20,7 @@ one definition -- as torchxrayvision does it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +29,24 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.data.labels import CXR11_CLASSES, CXR14_CLASSES
-from cxrlib.data.splits import SPLIT_NAMES, SplitFiles
-from cxrlib.data.tables import DatasetLayoutError, LabelledImages, load_cxr11, load_cxr14
+from cxrlib.data.splits import (
+    AUTHORS_BASE_URL,
+    SPLIT_NAMES,
+    OfficialSplit,
+    SplitFileError,
+    SplitFiles,
+    fetch_split_files,
+    read_paper_split,
+    verify_split_files,
+)
+from cxrlib.data.tables import (
+    DatasetLayoutError,
+    LabelledImages,
+    load_cxr11,
+    load_cxr14,
+    looks_like_nih,
+    looks_like_ranzcr,
+)
 
 CSV_PREFIX = "csv:"
 #: Columns of a CSV dataset that are not labels.
@@ -59,9 +78,15 @@ class DatasetDef:
     classes: tuple[str, ...]
     read: Callable[[Path], LabelledImages]  #: root folder -> the labelled images
     markers: tuple[str, ...] = ()  #: any of these files directly under the root identifies it
+    #: root -> True when the folder has this dataset's whole layout (finding Kaggle inputs)
+    recognise: Callable[[Path], bool] | None = None
+    #: what the dataset's own image files are called (a regex) and look like, in words
+    file_pattern: str | None = None
+    file_look: str = ""
     kaggle: tuple[str, ...] = ()  #: candidate folders under /kaggle/input
     root_parameter: str | None = None  #: the configuration field that names the root
     split_files: SplitFiles | None = None  #: the authors' split files (the "paper" split)
+    official_split: OfficialSplit | None = None  #: the publisher's split lists (SPLIT=official)
     paper_split_sizes: tuple[int, int, int] | None = None  #: train, val, test of the papers
     #: fractions of a drawn split (SPLIT=patient) when the dataset has no split of its own
     default_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
@@ -87,6 +112,35 @@ class DatasetDef:
     def has_marker(self, root: Path) -> bool:
         return any((root / marker).is_file() for marker in self.markers)
 
+    def recognised(self, root: Path) -> bool:
+        """True when ``root`` holds this dataset in its layout (markers, and the recogniser)."""
+        if not self.has_marker(root):
+            return False
+        return self.recognise is None or self.recognise(root)
+
+    def _split_spec(self) -> SplitFiles:
+        if self.split_files is None:
+            raise SplitFileError(f"{self.name} has no split files of the papers' authors")
+        return self.split_files
+
+    def fetch_split_files(self, dest: Path | None = None, base_url: str = AUTHORS_BASE_URL) -> Path:
+        """The authors' split files of this dataset, downloaded once and verified."""
+        return fetch_split_files(self._split_spec(), dest, base_url)
+
+    def verify_split_files(self, folder: Path) -> None:
+        verify_split_files(self._split_spec(), folder)
+
+    def read_paper_split(self, folder: Path) -> pd.DataFrame:
+        """The papers' split (image_id, split, label columns) from a folder of split files."""
+        return read_paper_split(self._split_spec(), folder, self.classes, self.name)
+
+    def named_like_mine(self, file_name: str) -> bool:
+        """True when an image file is named as this dataset's images are."""
+        return bool(self.file_pattern) and re.match(self.file_pattern, file_name, re.I) is not None
+
+
+#: CXR14's split in both papers (train, val, test; the authors' split files).
+CXR14_PAPER_SIZES = (46563, 3624, 1572)
 
 CXR14 = DatasetDef(
     name="cxr14",
@@ -94,6 +148,10 @@ CXR14 = DatasetDef(
     classes=CXR14_CLASSES,
     read=load_cxr14,
     markers=("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"),
+    recognise=looks_like_nih,
+    # 1024×1024 8-bit PNGs named <patient>_<follow-up>.png, e.g. 00000001_000.png
+    file_pattern=r"^\d{8}_\d{3}\.png$",
+    file_look="an NIH ChestX-ray14 PNG",
     kaggle=("nih-chest-xrays/data", "data", "nih-chest-xrays"),
     download=KaggleSource("dataset", "nih-chest-xrays/data", 45.0),
     root_parameter="cxr14_root",
@@ -114,7 +172,13 @@ CXR14 = DatasetDef(
         path_prefix="NIH-Chest_x-rays14_multi-label",
         class_folders=True,
     ),
-    paper_split_sizes=(46563, 3624, 1572),
+    paper_split_sizes=CXR14_PAPER_SIZES,
+    # NIH's own patient-disjoint lists; validation takes the papers' share of train + val
+    official_split=OfficialSplit(
+        "train_val_list.txt",
+        "test_list.txt",
+        val_fraction=CXR14_PAPER_SIZES[1] / (CXR14_PAPER_SIZES[0] + CXR14_PAPER_SIZES[1]),
+    ),
     phantom=True,
 )
 
@@ -124,6 +188,10 @@ CXR11 = DatasetDef(
     classes=CXR11_CLASSES,
     read=load_cxr11,
     markers=("train.csv",),
+    recognise=looks_like_ranzcr,
+    # JPEGs of 2000-3000 px named by their DICOM StudyInstanceUID
+    file_pattern=r"^1\.2\.826\.[\d.]+\.jpe?g$",
+    file_look="a RANZCR CLiP JPEG",
     kaggle=("ranzcr-clip-catheter-line-classification", "ranzcr-clip"),
     download=KaggleSource("competition", "ranzcr-clip-catheter-line-classification", 12.0),
     root_parameter="cxr11_root",

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cxrlib.core.errors import UserError
+from cxrlib.core.fileio import check_free_space
+from cxrlib.core.paths import data_root
 from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.roots import discover_root, record_download
-from cxrlib.errors import UserError
-from cxrlib.fileio import check_free_space
-from cxrlib.paths import data_root
 
 GB = 1024**3
 #: kagglehub holds the archive and the unpacked files at once before deleting the archive.
@@ -50,7 +50,7 @@ def download(dataset: str) -> Path:
         print(f"{definition.name}: already here, {found[0]} ({found[1]}); nothing to download")
         return found[0]
     try:
-        import kagglehub
+        import kagglehub  # optional: only downloading needs it (preinstalled on Colab, Kaggle)
     except ImportError:
         raise DownloadError(
             "downloading needs kagglehub: pip install kagglehub (it is preinstalled on Colab "

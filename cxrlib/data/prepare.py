@@ -1,9 +1,11 @@
 """One call from configuration to training-ready data: table, splits, checks and image cache.
 
-``prepare_dataset(config, "cxr14")`` locates the data (the real Kaggle folder, or a phantom
-generated on demand), reads it with the real-layout readers, maps the papers' split files
-onto it by file name, cross-checks their labels, builds the patient-disjoint alternative, and
-builds (or reuses) the image cache. Notebooks and ``python -m cxrlib prepare`` both call it.
+``prepare_dataset(config, "cxr14")`` locates the data once (the real Kaggle folder, or a
+phantom generated on demand; :func:`cxrlib.data.roots.locate`), reads it with the real-layout
+readers, maps the papers' split files onto it by file name, cross-checks their labels, builds
+the patient-disjoint alternative and, where the publisher has one, the official split (NIH's
+``train_val_list.txt``/``test_list.txt``), and builds (or reuses) the image cache. Notebooks and
+``python -m cxrlib prepare`` both call it.
 """
 
 from __future__ import annotations
@@ -16,21 +18,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrlib.config import Config
+from cxrlib.core.config import Config
+from cxrlib.core.errors import UserError
+from cxrlib.core.paths import data_root
 from cxrlib.data.cache import ImageCache, build_cache
 from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.phantom import PhantomSpec, generate_phantom
-from cxrlib.data.roots import data_source, find_data_root
+from cxrlib.data.roots import Location, locate
 from cxrlib.data.splits import (
     SPLIT_NAMES,
     SplitFileError,
-    fetch_split_files,
+    local_split_files,
+    official_split,
     patient_split,
-    read_paper_split,
 )
 from cxrlib.data.tables import DatasetLayoutError, LabelledImages
-from cxrlib.errors import UserError
-from cxrlib.paths import data_root
 
 
 class MissingImagesError(UserError, FileNotFoundError):
@@ -40,8 +42,9 @@ class MissingImagesError(UserError, FileNotFoundError):
 @dataclass
 class PreparedDataset:
     """A dataset ready for training: ``table`` rows are the images used, with columns
-    ``image_id, path, patient_id, <classes>, paper_split, patient_split, part, cache_row``:
-    ``part`` is the train/val/test part of the selected split (SPLIT: paper or patient)."""
+    ``image_id, path, patient_id, <classes>, paper_split, patient_split[, official_split], part,
+    cache_row``: ``part`` is the train/val/test part of the selected split (SPLIT: paper,
+    patient or official)."""
 
     dataset: str
     source: str  #: phantom or real (a CSV dataset is real: your own images)
@@ -87,43 +90,45 @@ class PreparedDataset:
         }
 
 
-def _authors_label_vectors(dataset: str) -> np.ndarray | None:
-    """The train label vectors of the authors' split files, if they can be had (else None)."""
-    try:
-        folder = fetch_split_files(dataset)
-        paper = read_paper_split(dataset, folder)
-    except (SplitFileError, OSError) as err:
-        warnings.warn(
-            f"authors' split files unavailable ({err}); phantom labels are random combinations",
-            stacklevel=3,
-        )
+def _authors_label_vectors(definition: DatasetDef) -> np.ndarray | None:
+    """The train label vectors of the authors' split files where they are on disk already
+    (verified), else None. Never downloads: a phantom must not wait for a network."""
+    folder = local_split_files(definition.split_files) if definition.split_files else None
+    if folder is None:
         return None
-    return paper.loc[paper["split"] == "train", list(get_dataset(dataset).classes)].to_numpy()
+    paper = definition.read_paper_split(folder)
+    return paper.loc[paper["split"] == "train", list(definition.classes)].to_numpy()
 
 
-def locate_dataset(config: Config, definition: DatasetDef) -> tuple[Path, Path | None]:
-    """(dataset root, folder of the authors' split files or None) for the data source."""
-    name = definition.name
-    if data_source(config, definition) == "phantom":
-        vectors = _authors_label_vectors(name)
-        spec = PhantomSpec(
-            name,
-            num_images=config.data.phantom_images,
-            label_source="authors" if vectors is not None else "random",
-        )
-        root = generate_phantom(spec, data_root() / "phantom", real_vectors=vectors)
+def _phantom_root(config: Config, definition: DatasetDef) -> Path:
+    """The phantom of ``definition`` (generated on first use), with combinations of the
+    authors' labels where their split files are here, else random ones."""
+    vectors = _authors_label_vectors(definition)
+    spec = PhantomSpec(
+        definition.name,
+        num_images=config.data.phantom_images,
+        label_source="authors" if vectors is not None else "random",
+    )
+    return generate_phantom(spec, data_root() / "phantom", real_vectors=vectors)
+
+
+def locate_dataset(config: Config, where: Location) -> tuple[Path, Path | None]:
+    """(dataset root, folder of the authors' split files or None) of a located dataset."""
+    definition = where.definition
+    if where.source == "phantom":
+        root = _phantom_root(config, definition)
         return root, root / "splits"
-    if definition.fixed_root is not None:
-        return definition.fixed_root, None
-    root = find_data_root(definition, definition.configured_root(config))
-    if root is None:
+    if where.root is None:
+        name = definition.name
         raise DatasetLayoutError(
             f"no {name.upper()} data found: run `python -m cxrlib download {name}` (or set "
             f"DOWNLOAD = True in notebook 01), attach the Kaggle data to the notebook, or pass "
             f"--{name}-root DIR to ./run_all.sh (or set {definition.env_var}); "
             f"DATA_SOURCE=phantom uses phantom data"
         )
-    return root, fetch_split_files(name)
+    if definition.split_files is None:
+        return where.root, None
+    return where.root, definition.fetch_split_files()
 
 
 def _own_split(images: LabelledImages, config: Config) -> pd.DataFrame:
@@ -167,65 +172,100 @@ def _merge_with_split(
     return table.rename(columns={"split": "paper_split"}), disagreements
 
 
-def prepare_dataset(
-    config: Config, dataset: str, workers: int | None = None, progress: bool = True
-) -> PreparedDataset:
-    """Everything training needs for ``dataset`` under ``config`` (idempotent, cached).
-
-    ``dataset`` is a registered name (``cxr14``, ``cxr11``) or ``csv:/path/to/labels.csv``.
-    """
-    definition = get_dataset(dataset)
-    dataset = definition.name
-    source = data_source(config, definition)
-    root, split_dir = locate_dataset(config, definition)
-    images = definition.read(root)
-    if split_dir is not None:
-        paper = read_paper_split(dataset, split_dir)
-        table, disagreements = _merge_with_split(images, paper, split_dir)
-    else:
-        table, disagreements = _own_split(images, config), pd.DataFrame()
+def _split_table(
+    images: LabelledImages, definition: DatasetDef, split_dir: Path | None, config: Config
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The images of the papers' split (their split files mapped by file name), or a dataset's
+    own split; and the images whose split-file labels differ from the official ones."""
+    if split_dir is None:
+        return _own_split(images, config), pd.DataFrame()
+    paper = definition.read_paper_split(split_dir)
+    table, disagreements = _merge_with_split(images, paper, split_dir)
     if len(disagreements):
         warnings.warn(
-            f"{dataset}: {len(disagreements)} image(s) whose split-file labels differ from the "
-            f"official labels (see PreparedDataset.label_disagreements)",
-            stacklevel=2,
+            f"{images.dataset}: {len(disagreements)} image(s) whose split-file labels differ "
+            f"from the official labels (see PreparedDataset.label_disagreements)",
+            stacklevel=3,
         )
+    return table, disagreements
+
+
+def _drop_missing(table: pd.DataFrame, config: Config, root: Path) -> tuple[pd.DataFrame, int]:
+    """The rows whose image is on disk: missing images are an error naming them, or dropped
+    (and counted) with ``ALLOW_MISSING_IMAGES``."""
     missing = table["path"] == ""
-    if missing.any():
-        names = table.loc[missing, "image_id"].tolist()
-        if not config.data.allow_missing_images:
-            raise MissingImagesError(
-                f"{len(names)} of {len(table)} images of the {dataset} split are missing under "
-                f"{root} (first: {names[:5]}). Complete the download, or set "
-                f"ALLOW_MISSING_IMAGES=True to train on the rest (every table then says so)."
-            )
-        table = table[~missing].reset_index(drop=True)
+    if not missing.any():
+        return table, 0
+    names = table.loc[missing, "image_id"].tolist()
+    if not config.data.allow_missing_images:
+        raise MissingImagesError(
+            f"{len(names)} of {len(table)} images of the split are missing under {root} "
+            f"(first: {names[:5]}). Complete the download, or set ALLOW_MISSING_IMAGES=True "
+            f"to train on the rest (every table then says so)."
+        )
+    return table[~missing].reset_index(drop=True), int(missing.sum())
+
+
+def _add_splits(table: pd.DataFrame, definition: DatasetDef, root: Path, config: Config) -> None:
+    """The patient-disjoint split (``patient_split``), the publisher's official split where the
+    dataset has one (``official_split``), and ``part``: the chosen split's train/val/test."""
     sizes = table["paper_split"].value_counts()
     fractions = tuple(float(sizes.get(p, 0)) / len(table) for p in SPLIT_NAMES)
     if not np.isclose(sum(fractions), 1.0):  # no split of its own: the definition's fractions
         fractions = definition.default_fractions
-    table["patient_split"] = patient_split(
-        table["patient_id"], fractions, seed=config.data.split_seed
-    )
+    seed = config.data.split_seed
+    table["patient_split"] = patient_split(table["patient_id"], fractions, seed=seed)
+    if definition.official_split is not None:
+        table["official_split"] = official_split(
+            table,
+            definition.official_split,
+            root,
+            seed=seed,
+            required=config.data.split == "official",
+        )
+    elif config.data.split == "official":
+        raise DatasetLayoutError(
+            f"{definition.name} has no official split of its publisher (SPLIT='official' is "
+            f"NIH ChestX-ray14's train_val_list.txt/test_list.txt); use SPLIT='paper' or "
+            f"'patient'"
+        )
     table["part"] = table[f"{config.data.split}_split"]  # train/val/test of the chosen split
+
+
+def prepare_dataset(
+    config: Config, dataset: str, workers: int | None = None, progress: bool = True
+) -> PreparedDataset:
+    """Everything training needs for ``dataset`` under ``config`` (idempotent, cached): the
+    data located once, read from its layout, its splits, and the image cache.
+
+    ``dataset`` is a registered name (``cxr14``, ``cxr11``) or ``csv:/path/to/labels.csv``.
+    """
+    definition = get_dataset(dataset)
+    where = locate(config, definition)
+    root, split_dir = locate_dataset(config, where)
+    images = definition.read(root)
+    table, disagreements = _split_table(images, definition, split_dir, config)
+    table, dropped = _drop_missing(table, config, root)
+    _add_splits(table, definition, root, config)
     cache = build_cache(
         table["image_id"].tolist(),
         table["path"].tolist(),
         size=config.data.image_size,
         cache_root=data_root() / "cache",
         # one name per image set: a newer cache of the same name replaces the older one
-        name=f"{root.name if source == 'phantom' else dataset}-{config.data.image_size}px",
+        name=f"{root.name if where.source == 'phantom' else definition.name}"
+        f"-{config.data.image_size}px",
         workers=workers,
         progress=progress,
     )
     table["cache_row"] = cache.rows_of(table["image_id"])
     return PreparedDataset(
-        dataset=dataset,
-        source=source,
+        dataset=definition.name,
+        source=where.source,
         split_name=config.data.split,
         labelled=images,
         table=table,
         cache=cache,
         label_disagreements=disagreements,
-        dropped_missing=int(missing.sum()),
+        dropped_missing=dropped,
     )

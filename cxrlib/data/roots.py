@@ -1,31 +1,58 @@
-"""Finding the real datasets on disk.
+"""Finding the real datasets on disk, once per run.
 
 * CXR14: NIH ChestX-ray14 (Wang et al., CVPR 2017), Kaggle dataset ``nih-chest-xrays/data``:
   ``Data_Entry_2017.csv`` beside ``images_001/images/*.png`` ... ``images_012/``.
 * CXR11: RANZCR CLiP (Kaggle competition ``ranzcr-clip-catheter-line-classification``):
   ``train.csv`` beside ``train/<StudyInstanceUID>.jpg``.
 
-Where a root comes from, first found first (:func:`find_data_root`):
+Where a root comes from, first found first (:func:`locate`):
 
 1. given explicitly: a parameter, ``--cxr14-root``, or ``$CXR14_ROOT`` / ``$CXR11_ROOT``;
 2. a Kaggle input (``/kaggle/input/...``; its exact path varies between notebooks, so the
-   first three levels are searched for the dataset's marker file);
+   first three levels are searched for a folder that the dataset's definition recognises --
+   its metadata file *and* its image layout, so another competition's ``train.csv`` is not
+   taken for RANZCR's);
 3. a finished ``python -m cxrlib download`` (recorded in ``<DATA_DIR>/downloads.json``).
+
+:func:`locate` answers once what a run needs to know -- phantom or real, the root, how it was
+found -- and everything else (the data plan, preparation, the profile chosen when none is
+given) asks it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from cxrlib.core.config import ROOT_ENV_VARS, Config
+from cxrlib.core.fileio import atomic_write_text
+from cxrlib.core.paths import data_root
 from cxrlib.data.datasets import PAPER_DATASETS, DatasetDef, get_dataset
 from cxrlib.data.tables import DatasetLayoutError
-from cxrlib.fileio import atomic_write_text
 
 #: Kaggle mounts attached datasets and competitions here (``$CXRLIB_KAGGLE_INPUT`` moves it,
 #: for tests that build a Kaggle-like tree).
 KAGGLE_INPUT_ENV = "CXRLIB_KAGGLE_INPUT"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where one dataset's images come from under a configuration."""
+
+    definition: DatasetDef
+    source: str  #: "real" or "phantom"
+    root: Path | None  #: the real data's folder (None for a phantom, or real data not found)
+    how: str  #: how it was chosen: "given", "$CXR14_ROOT", "Kaggle input", ... or why phantom
+
+    @property
+    def dataset(self) -> str:
+        return self.definition.name
+
+    @property
+    def found(self) -> bool:
+        return self.source == "phantom" or self.root is not None
 
 
 def kaggle_input() -> Path:
@@ -34,8 +61,6 @@ def kaggle_input() -> Path:
 
 def downloads_record() -> Path:
     """The file in which :mod:`cxrlib.data.download` records each finished download."""
-    from cxrlib.paths import data_root
-
     return data_root() / "downloads.json"
 
 
@@ -53,21 +78,30 @@ def _read_downloads() -> dict[str, str]:
         return {}
 
 
+def _kaggle_root(definition: DatasetDef) -> Path | None:
+    base = kaggle_input()
+    if not base.is_dir():
+        return None
+    for rel in definition.kaggle:
+        if definition.recognised(base / rel):
+            return base / rel
+    for marker in definition.markers:
+        for pattern in (f"*/{marker}", f"*/*/{marker}", f"*/*/*/{marker}"):
+            for found in sorted(base.glob(pattern)):
+                if definition.recognised(found.parent):
+                    return found.parent
+    return None
+
+
 def discover_root(definition: DatasetDef) -> tuple[Path, str] | None:
     """(root, how it was found) of a dataset no parameter names, or None."""
     if definition.env_var and os.environ.get(definition.env_var):
         return Path(os.environ[definition.env_var]).expanduser(), f"${definition.env_var}"
-    base = kaggle_input()
-    if base.is_dir():
-        for rel in definition.kaggle:
-            if definition.has_marker(base / rel):
-                return base / rel, "Kaggle input"
-        for marker in definition.markers:
-            for pattern in (f"*/{marker}", f"*/*/{marker}", f"*/*/*/{marker}"):
-                for found in sorted(base.glob(pattern)):
-                    return found.parent, "Kaggle input"
+    kaggle = _kaggle_root(definition)
+    if kaggle is not None:
+        return kaggle, "Kaggle input"
     downloaded = _read_downloads().get(definition.name)
-    if downloaded and definition.has_marker(Path(downloaded)):
+    if downloaded and definition.recognised(Path(downloaded)):
         return Path(downloaded), "python -m cxrlib download"
     return None
 
@@ -82,57 +116,78 @@ def found_roots() -> dict[str, tuple[Path, str]]:
     return found
 
 
-def find_data_root(dataset: str | DatasetDef, explicit: str | None = None) -> Path | None:
-    """The root of ``dataset`` (a name or definition), or None when none is found.
-
-    An explicit root that does not hold the dataset's marker file is an error, not a fallback.
-    """
-    definition = get_dataset(dataset)
+def check_root(definition: DatasetDef, root: str | os.PathLike) -> Path:
+    """An explicitly given root, checked: it exists and holds the dataset's marker file (an
+    error naming the fix otherwise, never a silent fallback)."""
     name, markers = definition.name, " or ".join(definition.markers)
-    if explicit:
-        root = Path(explicit).expanduser()
-        if not root.is_dir():
-            raise DatasetLayoutError(
-                f"{name.upper()} root {root} does not exist; pass the folder that holds "
-                f"{markers} (e.g. --{name}-root /path/to/data)"
-            )
-        if not definition.has_marker(root):
-            raise DatasetLayoutError(
-                f"{name.upper()} root {root} has no {markers}; pass the folder of the Kaggle "
-                f"download that holds it"
-            )
-        return root
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetLayoutError(
+            f"{name.upper()} root {root} does not exist; pass the folder that holds "
+            f"{markers} (e.g. --{name}-root /path/to/data)"
+        )
+    if not definition.has_marker(root):
+        raise DatasetLayoutError(
+            f"{name.upper()} root {root} has no {markers}; pass the folder of the Kaggle "
+            f"download that holds it"
+        )
+    return root
+
+
+def locate(config: Config, dataset: str | DatasetDef) -> Location:
+    """Where ``dataset``'s images come from under ``config`` (looked up once per run): a
+    dataset without a phantom (your CSV) is always real; ``DATA_SOURCE=auto`` takes the real
+    data wherever it is found, else the phantom; ``real`` finds it or says it did not."""
+    definition = get_dataset(dataset)
+    wanted = config.data.data_source
+    if definition.fixed_root is not None:
+        return Location(definition, "real", definition.fixed_root, "your CSV")
+    if definition.phantom and wanted == "phantom":
+        return Location(definition, "phantom", None, "DATA_SOURCE=phantom")
+    given = definition.configured_root(config)
+    if given:
+        how = f"${definition.env_var}" if given == os.environ.get(definition.env_var) else "given"
+        return Location(definition, "real", check_root(definition, given), how)
     hit = discover_root(definition)
-    return None if hit is None else hit[0]
+    if hit is not None:
+        return Location(definition, "real", hit[0], hit[1])
+    if definition.phantom and wanted == "auto":
+        return Location(definition, "phantom", None, "none found")
+    return Location(definition, "real", None, "not found")
 
 
-def data_source(config, definition: DatasetDef) -> str:
-    """``phantom`` or ``real`` for this dataset under ``config``: a dataset without a phantom
-    (your CSV) is always real; ``DATA_SOURCE=auto`` takes the real data wherever it is found."""
-    if not definition.phantom or config.data.data_source == "real":
-        return "real"
-    if config.data.data_source == "phantom":
-        return "phantom"
-    return "real" if find_data_root(definition, definition.configured_root(config)) else "phantom"
+def data_source(config: Config, dataset: str | DatasetDef) -> str:
+    """``phantom`` or ``real`` for this dataset under ``config``."""
+    return locate(config, dataset).source
 
 
-def data_plan(config) -> list[str]:
+def is_phantom(config: Config) -> bool:
+    """True when every paper dataset comes from the synthetic phantom under ``config``."""
+    return all(data_source(config, name) == "phantom" for name in PAPER_DATASETS)
+
+
+def auto_profile(overrides: dict | None = None) -> str:
+    """The profile when none is given: ``paper`` where a root is given (in ``overrides``) or the
+    real data of a paper dataset is found (a root in the environment, a Kaggle input, a finished
+    download), else ``smoke``."""
+    overrides = {k.lower(): v for k, v in (overrides or {}).items()}
+    given = any(overrides.get(key) for key in ROOT_ENV_VARS)
+    return "paper" if given or found_roots() else "smoke"
+
+
+def data_plan(config: Config) -> list[str]:
     """One line per paper dataset: the data it will use under ``config`` and where from
     (``./run_all.sh`` prints these before it starts; ``python -m cxrlib data``)."""
     lines = []
     for name in PAPER_DATASETS:
-        definition = get_dataset(name)
-        if data_source(config, definition) == "phantom":
-            why = "DATA_SOURCE=phantom" if config.data.data_source == "phantom" else "none found"
-            lines.append(f"{name}: phantom data ({why})")
-            continue
-        given = definition.configured_root(config)
-        how = f"${definition.env_var}" if given == os.environ.get(definition.env_var) else "given"
-        hit = (Path(given), how) if given else discover_root(definition)
-        lines.append(
-            f"{name}: real data at {hit[0]} ({hit[1]})"
-            if hit
-            else f"{name}: real data NOT FOUND: python -m cxrlib download {name}, attach it on "
-            f"Kaggle, or --{name}-root DIR"
-        )
+        where = locate(config, name)
+        if where.source == "phantom":
+            lines.append(f"{name}: phantom data ({where.how})")
+        elif where.root is not None:
+            lines.append(f"{name}: real data at {where.root} ({where.how})")
+        else:
+            lines.append(
+                f"{name}: real data NOT FOUND: python -m cxrlib download {name}, attach it on "
+                f"Kaggle, or --{name}-root DIR"
+            )
     return lines

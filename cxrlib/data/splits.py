@@ -13,6 +13,7 @@ builds the patient-disjoint alternative and :func:`leakage_report` measures both
 from __future__ import annotations
 
 import hashlib
+import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrlib.errors import UserError
-from cxrlib.fileio import atomic_write, sha256_of
-from cxrlib.paths import data_root
+from cxrlib.core.errors import UserError
+from cxrlib.core.fileio import atomic_write, sha256_of
+from cxrlib.core.paths import data_root
 
 AUTHORS_COMMIT = "cd1ed1d8ea43c1510de5018de3fa90f149f76e56"
 AUTHORS_BASE_URL = (
@@ -46,50 +47,88 @@ class SplitFiles:
         return [self.classes, *self.parts.values()]
 
 
-def _definition(dataset):
-    from cxrlib.data.datasets import get_dataset  # the definitions hold the split files
+@dataclass(frozen=True)
+class OfficialSplit:
+    """The publisher's own split lists in the dataset's folder, one image name per line: NIH
+    ChestX-ray14's ``train_val_list.txt`` and ``test_list.txt`` (patient-disjoint; the split
+    most of the CXR14 literature reports). Validation is drawn from ``train_val``, whole
+    patients at a time, with ``SPLIT_SEED``: ``val_fraction`` of its images."""
 
-    definition = get_dataset(dataset)
-    if definition.split_files is None:
-        raise SplitFileError(f"{definition.name} has no split files of the papers' authors")
-    return definition
+    train_val: str
+    test: str
+    val_fraction: float
+
+    def names(self) -> list[str]:
+        return [self.train_val, self.test]
 
 
 class SplitFileError(UserError, ValueError):
     """A split file that is corrupt, tampered with or inconsistent with the dataset."""
 
 
+#: Set to 1 where there is no network (a GPU box, CI): a download fails at once, naming the
+#: folder to copy the files into, instead of waiting for a connection that never comes.
+OFFLINE_ENV = "CXRLIB_OFFLINE"
+#: Seconds a split-file download may wait for the server (the files are small).
+DOWNLOAD_TIMEOUT = 20
+
+
+def split_folder(spec: SplitFiles, dest: Path | None = None) -> Path:
+    """Where the authors' split files of ``spec`` live: ``<DATA_DIR>/splits/<commit>/<folder>``."""
+    return (dest or data_root() / "splits" / AUTHORS_COMMIT[:7]) / spec.folder
+
+
+def local_split_files(spec: SplitFiles, dest: Path | None = None) -> Path | None:
+    """The folder of the authors' split files when every one is there with the authors' SHA-256,
+    else None -- without touching the network."""
+    folder = split_folder(spec, dest)
+    ok = all(
+        (folder / n).is_file() and sha256_of(folder / n) == spec.sha256[n] for n in spec.names()
+    )
+    return folder if ok else None
+
+
+def _download(url: str, target: Path, spec: SplitFiles, local: str | None) -> bytes:
+    folder = target.parent
+    if os.environ.get(OFFLINE_ENV) == "1":
+        raise SplitFileError(
+            f"{target.name} is not in {folder} and ${OFFLINE_ENV}=1 forbids downloading it "
+            f"from {url}: copy the authors' open_data/{spec.folder}/ files into {folder}"
+        )
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:
+            return response.read()
+    except OSError as err:
+        if local is not None:
+            raise SplitFileError(
+                f"the local split file {target} fails its checksum (SHA-256 {local}, the "
+                f"authors' file at commit {AUTHORS_COMMIT[:7]} has {spec.sha256[target.name]}): "
+                f"it is not the authors' file. Replace it with theirs (open_data/{spec.folder}/"
+                f"{target.name}) or delete it to download it again (the download failed: {err})"
+            ) from err
+        raise SplitFileError(
+            f"could not download {url}: {err}. Without internet, copy the authors' "
+            f"open_data/{spec.folder}/ files into {folder}"
+        ) from err
+
+
 def fetch_split_files(
-    dataset: str, dest: Path | None = None, base_url: str = AUTHORS_BASE_URL
+    spec: SplitFiles, dest: Path | None = None, base_url: str = AUTHORS_BASE_URL
 ) -> Path:
-    """Download (once) and verify the authors' split files of ``dataset``; return their folder.
+    """Download (once) and verify the authors' split files of ``spec``; return their folder.
 
     Files already present with the right SHA-256 are not downloaded again. A download whose
-    checksum differs is refused and nothing is written.
+    checksum differs is refused and nothing is written; the first failure ends the call (one
+    wait for a network that is not there, not one per file).
     """
-    spec = _definition(dataset).split_files
-    folder = (dest or data_root() / "splits" / AUTHORS_COMMIT[:7]) / spec.folder
+    folder = split_folder(spec, dest)
     for name in spec.names():
         target = folder / name
         local = sha256_of(target) if target.is_file() else None
         if local == spec.sha256[name]:
             continue
         url = f"{base_url.rstrip('/')}/{spec.folder}/{name}"
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response:
-                payload = response.read()
-        except OSError as err:
-            if local is not None:
-                raise SplitFileError(
-                    f"the local split file {target} fails its checksum (SHA-256 {local}, the "
-                    f"authors' file at commit {AUTHORS_COMMIT[:7]} has {spec.sha256[name]}): it "
-                    f"is not the authors' file. Replace it with theirs (open_data/{spec.folder}/"
-                    f"{name}) or delete it to download it again (the download failed: {err})"
-                ) from err
-            raise SplitFileError(
-                f"could not download {url}: {err}. Without internet, copy the authors' "
-                f"open_data/{spec.folder}/ files into {folder}"
-            ) from err
+        payload = _download(url, target, spec, local)
         actual = hashlib.sha256(payload).hexdigest()
         if actual != spec.sha256[name]:
             raise SplitFileError(
@@ -101,9 +140,8 @@ def fetch_split_files(
     return folder
 
 
-def verify_split_files(dataset: str, folder: Path) -> None:
+def verify_split_files(spec: SplitFiles, folder: Path) -> None:
     """Raise :class:`SplitFileError` naming the first file whose SHA-256 is not the authors'."""
-    spec = _definition(dataset).split_files
     for name in spec.names():
         path = Path(folder) / name
         if not path.is_file():
@@ -114,19 +152,20 @@ def verify_split_files(dataset: str, folder: Path) -> None:
             )
 
 
-def read_split_classes(dataset: str, folder: Path) -> list[str]:
-    """The class list of a split folder; it must equal the dataset's, in order."""
-    definition = _definition(dataset)
-    path = Path(folder) / definition.split_files.classes
+def read_split_classes(
+    spec: SplitFiles, folder: Path, classes: tuple[str, ...], dataset: str = "this dataset"
+) -> list[str]:
+    """The class list of a split folder; it must equal ``classes`` (``dataset``'s), in order."""
+    path = Path(folder) / spec.classes
     if not path.is_file():
-        raise SplitFileError(f"{path} is missing: is {folder} the {dataset} split folder?")
-    classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if tuple(classes) != definition.classes:
+        raise SplitFileError(f"{path} is missing: is {folder} the {spec.folder} split folder?")
+    found = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if tuple(found) != tuple(classes):
         raise SplitFileError(
-            f"{path} lists classes {classes}, expected {list(definition.classes)} in this "
-            f"order; it does not belong to {dataset}"
+            f"{path} lists classes {found}, expected {list(classes)} in this order; it does "
+            f"not belong to {dataset}"
         )
-    return classes
+    return found
 
 
 def read_split_file(path: Path, num_classes: int) -> pd.DataFrame:
@@ -152,11 +191,12 @@ def read_split_file(path: Path, num_classes: int) -> pd.DataFrame:
     return frame
 
 
-def read_paper_split(dataset: str, folder: Path) -> pd.DataFrame:
+def read_paper_split(
+    spec: SplitFiles, folder: Path, classes: tuple[str, ...], dataset: str = "this dataset"
+) -> pd.DataFrame:
     """All parts of the papers' split: ``image_id``, ``split`` and the label matrix as
     columns named by class."""
-    spec = _definition(dataset).split_files
-    classes = read_split_classes(dataset, folder)
+    classes = read_split_classes(spec, folder, classes, dataset)
     parts = []
     for split, name in spec.parts.items():
         part = read_split_file(Path(folder) / name, len(classes))
@@ -190,6 +230,36 @@ def patient_split(
     part = np.searchsorted(bounds, cumulative, side="left").clip(0, 2)
     assignment = {pid: SPLIT_NAMES[k] for pid, k in zip(shuffled.index, part, strict=True)}
     return patient_ids.map(assignment)
+
+
+def read_image_list(path: Path) -> list[str]:
+    """The image names of a list file (one per line; blank lines skipped)."""
+    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def official_split(
+    table: pd.DataFrame, spec: OfficialSplit, root: Path, seed: int = 0, required: bool = True
+) -> pd.Series:
+    """train/val/test of each row of ``table`` in the publisher's split (:class:`OfficialSplit`),
+    restricted to the table's images; "" for an image in neither list. Without the list files:
+    an error naming them when ``required``, else "" everywhere."""
+    paths = [Path(root) / name for name in spec.names()]
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        if required:
+            raise SplitFileError(
+                f"SPLIT='official' needs {' and '.join(str(p) for p in absent)} (the Kaggle "
+                f"dataset nih-chest-xrays/data has them beside Data_Entry_2017.csv): download "
+                f"the dataset again, or use SPLIT='paper' or 'patient'"
+            )
+        return pd.Series("", index=table.index)
+    train_val, test = (set(read_image_list(p)) for p in paths)
+    part = pd.Series("", index=table.index, dtype=object)
+    part[table["image_id"].isin(test)] = "test"
+    pool = table["image_id"].isin(train_val) & (part == "")
+    fractions = (1.0 - spec.val_fraction, spec.val_fraction, 0.0)
+    part[pool] = patient_split(table.loc[pool, "patient_id"], fractions, seed=seed)
+    return part
 
 
 def leakage_report(table: pd.DataFrame, split_column: str = "split") -> pd.DataFrame:

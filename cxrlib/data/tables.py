@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxrlib.core.errors import UserError
 from cxrlib.data.labels import CXR11_CLASSES, CXR11_CSV_COLUMNS, CXR14_CLASSES, NIH_BBOX_SPELLING
-from cxrlib.errors import UserError
 
 NIH_METADATA_NAMES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")
 NIH_REQUIRED_COLUMNS = ("Image Index", "Finding Labels", "Patient ID", "View Position")
@@ -96,6 +96,36 @@ def find_nih_metadata(root: Path) -> Path:
         f"{root} has no {' or '.join(NIH_METADATA_NAMES)}: pass the folder of the Kaggle "
         f"dataset nih-chest-xrays/data (it holds the CSVs and images_001/ ... images_012/)"
     )
+
+
+def looks_like_nih(root: Path) -> bool:
+    """True for a folder in the Kaggle NIH layout: ``Data_Entry_2017*.csv`` beside image folders
+    (``images_0NN/`` or ``images/``). Used to recognise the dataset among Kaggle inputs."""
+    root = Path(root)
+    has_table = any(root.glob("Data_Entry_2017*.csv"))
+    has_images = (
+        any(p.is_dir() for p in root.glob("images_0[0-9][0-9]")) or (root / "images").is_dir()
+    )
+    return has_table and has_images
+
+
+def looks_like_ranzcr(root: Path) -> bool:
+    """True for a folder in the RANZCR CLiP layout: a ``train.csv`` whose header has RANZCR's
+    columns, beside a ``train/`` folder of ``.jpg`` images. A foreign ``train.csv`` (another
+    competition's) is not taken for it."""
+    root = Path(root)
+    csv_path, images = root / "train.csv", root / "train"
+    if not (csv_path.is_file() and images.is_dir()):
+        return False
+    try:
+        with open(csv_path, encoding="utf-8", errors="replace") as handle:
+            header = {c.strip().strip('"') for c in handle.readline().split(",")}
+    except OSError:
+        return False
+    if not set(RANZCR_REQUIRED_COLUMNS) <= header:
+        return False
+    with os.scandir(images) as entries:
+        return any(e.name.lower().endswith(".jpg") for e in entries)
 
 
 def read_nih_metadata(csv_path: Path, abnormal_only: bool = True) -> pd.DataFrame:
@@ -198,10 +228,3 @@ def load_cxr11(root: str | Path) -> LabelledImages:
     annotations = root / "train_annotations.csv"
     lines = read_ranzcr_annotations(annotations) if annotations.is_file() else pd.DataFrame()
     return LabelledImages("cxr11", root, table, lines=lines, classes=CXR11_CLASSES)
-
-
-def load_dataset(dataset: str, root: str | Path) -> LabelledImages:
-    """Read ``dataset`` (a name of :mod:`cxrlib.data.datasets`) from its layout under ``root``."""
-    from cxrlib.data.datasets import get_dataset  # the definitions import these readers
-
-    return get_dataset(dataset).read(Path(root))

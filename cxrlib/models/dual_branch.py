@@ -38,14 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxrlib.models.blocks import (
-    CONV_BLOCKS,
-    CnnToTokens,
-    FeedForward,
-    LabelLayer,
-    TokenLayer,
-    TokensToCnn,
-)
+from cxrlib.models.attention import FeedForward, LabelLayer, TokenLayer
+from cxrlib.models.blocks import CONV_BLOCKS, CnnToTokens, TokensToCnn
 
 SWITCHES = {
     "attention": ("softmax", "mmaef"),

@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cxrlib.errors import UserError
-from cxrlib.fileio import sha256_of
+from cxrlib.core.errors import UserError
+from cxrlib.core.fileio import sha256_of
+from cxrlib.core.paths import data_root
 from cxrlib.models.reference import convert_conformer_checkpoint
 
 CONFORMER_TINY_URL = (
@@ -47,8 +48,6 @@ def conformer_checkpoint() -> Path:
         if not path.is_file():
             raise PretrainedWeightsError(f"${LOCAL_ENV} names {path}, which does not exist")
         return path
-    from cxrlib.paths import data_root
-
     path = data_root() / "pretrained" / CONFORMER_TINY_URL.rsplit("/", 1)[1]
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The model registry: every model of both papers by name, at paper size or a micro size.
 
-``create_model(name, num_classes, size="paper", image_size=224, **overrides)`` builds
+:func:`build_model` (``name, num_classes, size="paper", image_size=224, **overrides``) builds
 
 * our dual-branch presets -- CTransCNN (Wu et al., KBS 2023), its module ablations, CheXNet
   (Wu et al., PRCV 2023) and its Table 3 variants, and Conformer-tiny (Peng et al., ICCV 2021)
@@ -8,21 +8,28 @@
 * the papers' baselines from timm, ``pretrained=False`` (both papers train from scratch), with
   the exact timm variant recorded here because the papers do not name theirs.
 
-``size="micro"`` shrinks every model for the smoke profile (the dual-branch micro size is the
-reference fixture's: embed 48, 4 heads, depth 6, channel ratio 0.25). All models take the
-grey X-ray replicated to 3 channels and return a
-:class:`~cxrlib.models.dual_branch.ModelOutput`.
+``size="micro"`` shrinks every model for the smoke profile, keeping what tells the models apart
+(block types, relative widths and head counts; e.g. ViT-B stays twice DeiT-S's width): the
+dual-branch micro size is the reference fixture's (embed 48, 4 heads, depth 6, channel ratio
+0.25); the CNN baselines keep one block per stage at a quarter of their widths. All models
+take the grey X-ray replicated to 3 channels and return a
+:class:`~cxrlib.models.dual_branch.ModelOutput`. Model files and ``create_model`` (as timm's)
+are :mod:`cxrlib.models.files` and :mod:`cxrlib.models.factory`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 
+import timm
 import torch
+from timm.models import byobnet
+from timm.models.byobnet import ByoModelCfg
 from torch import nn
 
+from cxrlib.core.config import ConfigError
 from cxrlib.models.dual_branch import ArchConfig, DualBranchNet, ModelOutput
+from cxrlib.models.imagenet import conformer_checkpoint, init_from_conformer
 
 SIZES = ("paper", "micro")
 DUAL_MICRO = {"embed_dim": 48, "num_heads": 4, "depth": 6, "channel_ratio": 0.25}
@@ -83,8 +90,13 @@ CHEXNET_VARIANTS = {
     ),
 }
 
-_RESNET_MICRO = {"layers": (1, 1, 1, 1)}
-_VIT_MICRO = {"depth": 2, "embed_dim": 96, "num_heads": 3}
+#: One block per stage at a quarter of the widths (the block type -- basic, bottleneck,
+#: grouped, squeeze-excitation -- stays what tells them apart).
+_RESNET_MICRO = {"layers": (1, 1, 1, 1), "channels": (16, 32, 64, 128), "stem_width": 16}
+#: ViT-B/16 (768 wide, 12 heads) and DeiT-S/16 (384 wide, 6 heads) at an eighth of their width
+#: and two layers: the same head size (8), ViT twice DeiT's width, as at full size.
+_VIT_MICRO = {"depth": 2, "embed_dim": 96, "num_heads": 12}
+_DEIT_MICRO = {"depth": 2, "embed_dim": 48, "num_heads": 6}
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
@@ -151,13 +163,17 @@ REGISTRY: dict[str, ModelSpec] = {
             micro_kwargs={"depths": (1, 1, 1, 1), "dims": (32, 64, 128, 256)},
         ),
         ModelSpec(
-            "repvgg_a2", "RepVGG-A2 (the papers do not say which RepVGG)", timm_name="repvgg_a2"
+            "repvgg_a2",
+            "RepVGG-A2 (the papers do not say which RepVGG)",
+            timm_name="repvgg_a2",
+            # one block per stage at a quarter of RepVGG-A2's widths (96, 192, 384, 1408)
+            micro_kwargs={"byob_stages": ((1, 24), (1, 48), (1, 96), (1, 352)), "byob_stem": 16},
         ),
         ModelSpec(
             "deit_small_patch16_224",
             "DeiT-S/16",
             timm_name="deit_small_patch16_224",
-            micro_kwargs=_VIT_MICRO,
+            micro_kwargs=_DEIT_MICRO,
             takes_image_size=True,
         ),
         ModelSpec(
@@ -170,16 +186,30 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
+def _byob_stages(timm_name: str, stages: tuple[tuple[int, int], ...], stem: int) -> ByoModelCfg:
+    """A timm ByobNet config (RepVGG) with ``(depth, width)`` per stage and a ``stem`` width:
+    the micro RepVGG (timm's constructor takes no sizes for these networks)."""
+    base = byobnet.model_cfgs[timm_name]
+    blocks = tuple(
+        replace(block, d=depth, c=width)
+        for block, (depth, width) in zip(base.blocks, stages, strict=True)
+    )
+    return replace(base, blocks=blocks, stem_chs=stem)
+
+
 class TimmClassifier(nn.Module):
     """A timm model behind the common :class:`ModelOutput` contract (from scratch unless
-    ``pretrained``: timm's ImageNet weights)."""
+    ``pretrained``: timm's ImageNet weights). ``byob_stages``/``byob_stem``: a ByobNet (RepVGG)
+    of other stage sizes (micro)."""
 
     def __init__(self, timm_name: str, num_classes: int, pretrained: bool = False, **kwargs):
         super().__init__()
-        import timm
-
         self.timm_name = timm_name
         self.num_classes = num_classes
+        if "byob_stages" in kwargs:
+            cfg = _byob_stages(timm_name, kwargs.pop("byob_stages"), kwargs.pop("byob_stem"))
+            self.net = byobnet.ByobNet(cfg, num_classes=num_classes, **kwargs)
+            return
         try:
             self.net = timm.create_model(
                 timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs
@@ -207,54 +237,42 @@ def get_spec(name: str) -> ModelSpec:
     return REGISTRY[name]
 
 
-def create_model(
+def check_model(name: str) -> str:
+    """``name`` if it is a registered model, else a :class:`~cxrlib.core.config.ConfigError`
+    listing them (a configuration's MODEL is checked here, before any data work)."""
+    if name not in REGISTRY:
+        raise ConfigError(
+            f"parameter MODEL must be a registered model; got {name!r}. Allowed: "
+            f"{', '.join(REGISTRY)}"
+        )
+    return name
+
+
+def build_model(
     name: str,
-    num_classes: int | None = None,
+    num_classes: int = 14,
     size: str = "paper",
     image_size: int = 224,
-    *,
-    pretrained: bool | str | os.PathLike = False,
-    checkpoint_path: str | os.PathLike | None = None,
+    imagenet: bool = False,
     **overrides,
 ) -> nn.Module:
-    """Build the registered model ``name`` (as ``timm.create_model``).
+    """The registered network ``name`` with fresh weights (from ImageNet with ``imagenet``:
+    timm's for the baselines, the public Conformer-Ti for the dual-branch models, whose
+    ``model.pretrained_report`` then says what loaded and what stays random).
 
-    ``num_classes``: labels (default 14, CXR14's; with a checkpoint, the checkpoint's).
-    ``size``: ``paper`` or ``micro`` (smoke runs). ``image_size`` matters only for models with
-    absolute position embeddings (ViT, DeiT, Swin). ``pretrained``: ``False`` (from scratch, as
-    both papers), a model file (a run's ``best.pt``, :func:`~cxrlib.models.checkpoint.save_model`),
-    or ``"imagenet"`` (timm baselines: timm's ImageNet weights, downloaded once).
-    ``checkpoint_path`` is the same as a path in ``pretrained``. ``overrides`` replace
-    ArchConfig fields of dual-branch models (e.g. ``drop_path=0``) or go to
-    ``timm.create_model``. Every model carries ``model.pretrained_cfg`` (input size,
-    normalisation, classes, fusion rule).
+    ``size``: ``paper`` or ``micro``; ``image_size`` matters only for models with absolute
+    position embeddings; ``overrides`` replace ArchConfig fields of dual-branch models or go to
+    the timm constructor. Model files and the public :func:`cxrlib.models.create_model` build
+    on this.
     """
-    from cxrlib.errors import ModelFileError
-    from cxrlib.models.checkpoint import load_model, pretrained_cfg
-
     spec = get_spec(name)
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
-    is_file = pretrained not in (False, None, True, "imagenet")
-    source = checkpoint_path or (pretrained if is_file else None)
-    if pretrained is True:
-        raise ValueError(
-            "pretrained=True is ambiguous here: give a model file (a run's best.pt) or "
-            "'imagenet' (timm baselines)"
-        )
-    if source is not None:
-        model = load_model(source, num_classes)
-        if model.card["model"] != name:
-            raise ModelFileError(f"{source} holds a {model.card['model']!r}, not a {name!r}")
-        return model.train()
-    num_classes = num_classes or 14
     report = None
     if spec.arch is not None:
         arch = replace(spec.arch, **(DUAL_MICRO if size == "micro" else {}), **overrides)
         model = DualBranchNet(num_classes, arch)
-        if pretrained == "imagenet":  # the public ImageNet Conformer-Ti (models/imagenet.py)
-            from cxrlib.models.imagenet import conformer_checkpoint, init_from_conformer
-
+        if imagenet:  # the public ImageNet Conformer-Ti (models/imagenet.py)
             checkpoint = torch.load(conformer_checkpoint(), map_location="cpu", weights_only=True)
             report = init_from_conformer(model, checkpoint)
     else:
@@ -262,20 +280,7 @@ def create_model(
         if spec.takes_image_size:
             kwargs["img_size"] = image_size
         model = TimmClassifier(
-            spec.timm_name, num_classes, pretrained=pretrained == "imagenet", **kwargs, **overrides
+            spec.timm_name, num_classes, pretrained=imagenet, **kwargs, **overrides
         )
-    model.pretrained_cfg = pretrained_cfg(name, num_classes, image_size)
-    model.pretrained_cfg["source"] = "imagenet" if pretrained == "imagenet" else None
     model.pretrained_report = report  # dual-branch from ImageNet: what loaded, what is random
     return model
-
-
-@torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Probabilities of the paper's fused prediction rule (eval mode, no gradients)."""
-    was_training = model.training
-    model.eval()
-    try:
-        return model(x).probabilities()
-    finally:
-        model.train(was_training)

@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cxrlib.models.blocks import as_published
 from cxrlib.models.dual_branch import SWITCHES
-from cxrlib.models.registry import create_model, get_spec
+from cxrlib.models.factory import create_model
+from cxrlib.models.registry import get_spec
 
 #: Each ablation, the full model it is compared with, and the one switch that differs.
 ABLATIONS: dict[str, tuple[str, str]] = {

@@ -1,0 +1,375 @@
+"""Command line: ``python -m cxrlib <command>`` (or the ``cxr`` console script).
+
+The commands call the same functions as the notebooks, so that scripts, batch jobs and
+``torchrun`` reproduce exactly what a notebook does. Every command takes ``--profile`` and
+any number of ``--set NAME=VALUE`` overrides, validated by :mod:`cxrlib.core.config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cxrlib.core.config import PROFILES, Config, load_config, parse_override
+from cxrlib.core.errors import RunNotFinishedError, UserError
+from cxrlib.core.paths import FOLDER_ENV, check_folder, data_root, project_root, runs_root
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        help=f"one of {', '.join(PROFILES)} (default: paper where real data is found, else smoke)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one configuration value, e.g. --set epochs=3 (repeatable); "
+        "`python -m cxrlib config` lists the names",
+    )
+    parser.add_argument("--cxr14-root", help="NIH ChestX-ray14 Kaggle folder (or $CXR14_ROOT)")
+    parser.add_argument("--cxr11-root", help="RANZCR CLiP Kaggle folder (or $CXR11_ROOT)")
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The validated configuration named by ``--profile``, ``--set`` and the root options
+    (no profile: ``paper`` where real data is found, else ``smoke``)."""
+    overrides = dict(parse_override(text) for text in args.overrides)
+    if args.cxr14_root:
+        overrides["cxr14_root"] = args.cxr14_root
+    if args.cxr11_root:
+        overrides["cxr11_root"] = args.cxr11_root
+    for name, env in FOLDER_ENV.items():  # a Drive that is not mounted: an error at once
+        if os.environ.get(env):
+            check_folder(os.environ[env], name)
+    profile = args.profile
+    if profile is None:
+        from cxrlib.data.roots import auto_profile  # start-up time: only without --profile
+
+        profile = auto_profile(overrides)
+    config = load_config(profile, **overrides)
+    if "model" in overrides:
+        from cxrlib.models.registry import check_model  # start-up time: loads torch
+
+        check_model(config.model.model)
+    return config
+
+
+def _cmd_config(args: argparse.Namespace, config: Config) -> int:
+    print(config.to_json())
+    return 0
+
+
+def _cmd_env(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.session.envinfo import environment_report  # start-up time
+
+    print(environment_report(config).to_string(index=False))
+    return 0
+
+
+DATASET_HELP = "cxr14, cxr11, or csv:/path/to/labels.csv (your own images; see the README)"
+
+
+def _add_phantom_arguments(parser: argparse.ArgumentParser) -> None:
+    from cxrlib.data.datasets import REGISTRY  # start-up time
+
+    phantoms = [name for name, definition in REGISTRY.items() if definition.phantom]
+    parser.add_argument("--dataset", choices=[*phantoms, "all"], default="all")
+    parser.add_argument("--num-images", type=int, help="images per dataset (default: profile)")
+    parser.add_argument("--image-size", type=int, default=256, help="pixels (default 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="output folder (default: open_data/phantom)")
+
+
+def _cmd_phantom(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.data.datasets import dataset_names  # start-up time
+    from cxrlib.data.phantom import PhantomSpec, generate_phantom  # start-up time
+
+    out = Path(args.out) if args.out else data_root() / "phantom"
+    for dataset in dataset_names(args.dataset):
+        spec = PhantomSpec(
+            dataset,
+            num_images=args.num_images or config.data.phantom_images,
+            image_size=args.image_size,
+            seed=args.seed,
+        )
+        print(generate_phantom(spec, out))
+    return 0
+
+
+def _add_dataset_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", default="all", help=f"{DATASET_HELP}, or all (default)")
+    parser.add_argument("--workers", type=int, help="decoding processes (default: CPU count)")
+
+
+def _cmd_prepare(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.data.datasets import dataset_names  # start-up time
+    from cxrlib.data.prepare import prepare_dataset  # start-up time
+
+    for dataset in dataset_names(args.dataset):
+        data = prepare_dataset(config, dataset, workers=args.workers)
+        sizes = data.table["part"].value_counts().to_dict()
+        print(
+            f"{dataset}: {len(data.table)} images, {config.data.split} split {sizes}, "
+            f"cache {data.cache.folder}"
+        )
+    return 0
+
+
+def _add_download_arguments(parser: argparse.ArgumentParser) -> None:
+    from cxrlib.data.datasets import REGISTRY  # start-up time
+
+    names = [name for name, definition in REGISTRY.items() if definition.download]
+    parser.add_argument("dataset", choices=[*names, "all"], help="which dataset to download")
+
+
+def _cmd_download(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.data.datasets import dataset_names  # start-up time
+    from cxrlib.data.download import download  # start-up time
+
+    for dataset in dataset_names(args.dataset):
+        download(dataset)
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.data.roots import data_plan  # start-up time
+
+    print(f"profile {config.profile}")
+    for line in data_plan(config):
+        print(line)
+    return 0
+
+
+def _add_badges_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--write", action="store_true", help="rewrite the stale files")
+
+
+def _cmd_badges(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.session.colab import refresh  # start-up time
+
+    stale = refresh(project_root(), write=args.write)
+    for path in stale:
+        print(f"{'rewrote' if args.write else 'stale'}: {path}")
+    return 1 if stale and not args.write else 0
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, help=DATASET_HELP)
+    parser.add_argument("--model", help="registered model (default: the profile's MODEL)")
+    parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the run's files and train it over (says so when the run had finished)",
+    )
+    parser.add_argument("--max-steps", type=int, help="stop (resumably) after this many steps")
+    parser.add_argument("--time-limit-minutes", type=float, help="stop (resumably) after this long")
+
+
+def _cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.train.run import train_run  # start-up time
+
+    if args.model:
+        config = config.override(model=args.model)
+    result = train_run(
+        config,
+        args.dataset,
+        restart=args.restart,
+        max_steps=args.max_steps,
+        time_limit_minutes=args.time_limit_minutes,
+    )
+    if result.finished:
+        test = result.metrics["test"]
+        print(f"finished: {result.folder}\ntest mean AUC {test['mean_auc']:.2f}")
+    else:
+        print(f"stopped early, resumable: {result.folder}")
+    return 0
+
+
+def _add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a run folder (runs/<profile>/<dataset>/...)")
+
+
+def _cmd_metrics(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.runs.results import read_run  # start-up time
+
+    result = read_run(Path(args.run))
+    if not result.finished:
+        raise RunNotFinishedError(
+            f"{args.run} has no metrics.json (not finished): train it with python -m cxrlib "
+            f"train, or run again the command that started it to resume it"
+        )
+    keys = ("model", "dataset", "split", "test")
+    print(json.dumps({k: result.metrics[k] for k in keys}, indent=2))
+    return 0
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a finished run folder, or a model file (best.pt)")
+    parser.add_argument("images", nargs="+", help="X-ray files: PNG, JPEG or DICOM, any size")
+    parser.add_argument("--cam", metavar="DIR", help="write Grad-CAM overlays of the top classes")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: per image its warnings and, per class, probability, operating point "
+        "and decision (default: CSV of probabilities, warnings on stderr)",
+    )
+
+
+def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.cli.predict import predict_files, predictions_table  # start-up time
+
+    result = predict_files(Path(args.run), args.images, cam_dir=args.cam)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    for image in result["images"]:
+        for warning in image["warnings"]:
+            print(f"warning: {image['image']}: {warning}", file=sys.stderr)
+    print(predictions_table(result).to_csv(index=False), end="")
+    return 0
+
+
+def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a finished run folder, or a model file (best.pt)")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--out", help="file to write (default: model.onnx / model.ts.pt beside)")
+
+
+def _cmd_export(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.cli.export import export_model  # start-up time
+
+    path = export_model(args.run, args.format, args.out)
+    print(f"written: {path} (and {path.name}.json: classes, input size, normalisation)")
+    return 0
+
+
+def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "runs_dir",
+        nargs="?",
+        help="a runs folder (RUNS_DIR), a profile's folder in it, or one run (default: ./runs)",
+    )
+
+
+def _cmd_status(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.runs.results import progress_lines  # start-up time
+
+    folder = Path(args.runs_dir) if args.runs_dir else runs_root()
+    lines = progress_lines(folder)
+    print("\n".join(lines) if lines else f"no run under {folder}")
+    return 0
+
+
+def _add_hours_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models", nargs="+", help="registered models (default: CTransCNN, CheXNet)"
+    )
+    parser.add_argument(
+        "--dataset", nargs="+", default=["cxr11", "cxr14"], help="cxr11 and/or cxr14"
+    )
+
+
+def _cmd_hours(args: argparse.Namespace, config: Config) -> int:
+    from cxrlib.paper.costs import hours_table  # start-up time
+    from cxrlib.paper.items import MAIN_MODELS  # start-up time
+
+    table = hours_table(args.models or list(MAIN_MODELS), args.dataset)
+    print(table.to_markdown(index=False))
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
+    "config": ("print the resolved, validated configuration as JSON", _cmd_config, None),
+    "env": ("report Python, torch, GPU, package versions and data roots", _cmd_env, None),
+    "badges": (
+        "check (or --write) the notebooks' Colab/Kaggle badges and setup cells and the README's",
+        _cmd_badges,
+        _add_badges_arguments,
+    ),
+    "data": ("say which data each dataset will use (real: where found; phantom)", _cmd_data, None),
+    "download": (
+        "download CXR14 (NIH) or CXR11 (RANZCR) from Kaggle with kagglehub (resumes)",
+        _cmd_download,
+        _add_download_arguments,
+    ),
+    "phantom": (
+        "write phantom CXR14/CXR11 datasets in the real Kaggle layouts",
+        _cmd_phantom,
+        _add_phantom_arguments,
+    ),
+    "train": (
+        "train (or resume) one model on one dataset; a finished run is not redone",
+        _cmd_train,
+        _add_train_arguments,
+    ),
+    "metrics": (
+        "print the test metrics of a finished run (JSON)",
+        _cmd_metrics,
+        _add_metrics_arguments,
+    ),
+    "predict": (
+        "class probabilities and decisions of a trained model for X-ray files (PNG/JPEG/DICOM)",
+        _cmd_predict,
+        _add_predict_arguments,
+    ),
+    "export": (
+        "write a trained model as ONNX or TorchScript (image batch -> class probabilities)",
+        _cmd_export,
+        _add_export_arguments,
+    ),
+    "status": (
+        "how far every run under a runs folder got (after a reconnect, when the output is gone)",
+        _cmd_status,
+        _add_status_arguments,
+    ),
+    "hours": (
+        "expected GPU hours of paper-recipe runs on T4, L4, A100 and H100 (basis stated)",
+        _cmd_hours,
+        _add_hours_arguments,
+    ),
+    "prepare": (
+        "locate the data, map the split files, check labels, build the image cache",
+        _cmd_prepare,
+        _add_dataset_argument,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cxrlib",
+        description="CTransCNN / CheXNet replication kit: the notebooks' steps as commands.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    for name, (summary, handler, add_arguments) in COMMANDS.items():
+        command = sub.add_parser(name, help=summary, description=summary)
+        _add_config_options(command)
+        if add_arguments is not None:
+            add_arguments(command)
+        command.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Expected errors (:class:`~cxrlib.core.errors.UserError`: bad data, a missing
+    or mismatched run, a NaN loss, ...) print one line naming the file and the fix, exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args, config_from_args(args))
+    except UserError as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

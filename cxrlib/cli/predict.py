@@ -1,0 +1,213 @@
+"""Predictions of a trained model for X-ray files (PNG, JPEG, DICOM), for people.
+
+``python -m cxrlib predict RUN_OR_MODEL IMAGES... [--cam DIR] [--json]``
+
+Each image is read as training read it (8-bit grey, bicubic resize to the model's input size,
+replicated to three channels, ImageNet normalisation: the model's ``pretrained_cfg``); DICOM
+through pydicom with its rescale (modality LUT), its window (VOI LUT) and MONOCHROME1
+inverted. The output names each class with its probability and the decision at the class's
+operating point chosen on the validation split (stored in the model's card, method named).
+Warnings say when the answer should not be trusted: a model trained on phantom images, an
+image unlike the training data (size, bit depth, a lateral view), or an image that looks like
+the other dataset's (an NIH PNG given to a RANZCR model, or the reverse).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from cxrlib.data.cache import load_image, to_gray8
+from cxrlib.data.datasets import REGISTRY
+from cxrlib.data.loader import to_model_input
+from cxrlib.evaluate.gradcam import gradcam_maps
+from cxrlib.runs.model import load_model_file
+from cxrlib.train.runtime import Runtime, predict
+
+LATERAL_VIEWS = {"LL", "RL", "LATERAL", "LAT"}
+
+
+@dataclass
+class XRay:
+    """One decoded X-ray: 8-bit grey pixels at the file's resolution, and what was seen."""
+
+    path: Path
+    pixels: np.ndarray  #: (H, W) uint8
+    bits: int  #: bits per pixel of the stored image
+    view: str | None = None  #: DICOM ViewPosition, when given
+    notes: list[str] = field(default_factory=list)
+
+
+def is_dicom(path: Path) -> bool:
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    with open(path, "rb") as handle:
+        handle.seek(128)
+        return handle.read(4) == b"DICM"
+
+
+def read_dicom(path: Path) -> XRay:
+    """A DICOM X-ray as 8-bit grey: modality LUT (rescale slope/intercept), then the VOI LUT
+    or window when the file has one (its range maps to 0..255), else the stored bit range;
+    MONOCHROME1 (white = low values) inverted."""
+    import pydicom  # here: only DICOM inputs need it (a GPU box may lack it)
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut  # here: likewise
+
+    ds = pydicom.dcmread(path)
+    bits = int(getattr(ds, "BitsStored", 8))
+    signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
+    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+    rescaled = (
+        float(getattr(ds, "RescaleSlope", 1)) != 1 or float(getattr(ds, "RescaleIntercept", 0)) != 0
+    )
+    if "WindowCenter" in ds or "VOILUTSequence" in ds:
+        values = apply_voi_lut(values, ds).astype(np.float64)  # into the stored bits' range
+    elif rescaled:  # values in the modality's units and no window to show them: their range
+        low, high = float(values.min()), float(values.max())
+    scaled = np.clip((values - low) / max(high - low, 1e-12), 0, 1) * 255.0
+    if getattr(ds, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
+        scaled = 255.0 - scaled
+    view = str(getattr(ds, "ViewPosition", "") or "") or None
+    return XRay(path, np.round(scaled).astype(np.uint8), bits, view)
+
+
+def read_xray(path: str | os.PathLike) -> XRay:
+    """PNG/JPEG (any mode: 16-bit min–max scaled, colour to luminance) or DICOM."""
+    path = Path(path)
+    if is_dicom(path):
+        return read_dicom(path)
+    with Image.open(path) as image:
+        bits = 16 if image.mode in ("I;16", "I;16B", "I;16L", "I") else 8
+        return XRay(path, to_gray8(image), bits)
+
+
+def model_input(xray: XRay, size: int) -> np.ndarray:
+    """``size × size`` uint8, exactly as the image cache makes it (bicubic)."""
+    if xray.path.suffix.lower() in (".png", ".jpg", ".jpeg") and not is_dicom(xray.path):
+        return load_image(xray.path, size)  # the cache's own path (JPEG draft decoding)
+    resized = Image.fromarray(xray.pixels).resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(resized, dtype=np.uint8)
+
+
+def warnings_for(xray: XRay, card: dict, size: int) -> list[str]:
+    """Why a prediction for ``xray`` by the model of ``card`` may not be trusted."""
+    out = []
+    data = card.get("data") or {}
+    if data.get("source") == "phantom":
+        out.append(
+            "the model was trained on phantom (synthetic) images: its probabilities say "
+            "nothing about a real X-ray"
+        )
+    height, width = xray.pixels.shape
+    if min(height, width) < size:
+        out.append(f"the image ({width}×{height}) is smaller than the model's input ({size} px)")
+    if max(height, width) / min(height, width) > 1.5:
+        out.append(f"the image ({width}×{height}) is far from square, unlike chest X-rays")
+    if xray.bits > 8 and not is_dicom(xray.path):
+        out.append(f"a {xray.bits}-bit image: the training images were 8-bit")
+    if xray.view and xray.view.upper() in LATERAL_VIEWS:
+        out.append(f"a lateral view ({xray.view}): the training images are frontal (PA/AP)")
+    dataset = data.get("dataset")
+    for other in REGISTRY.values():  # each dataset's definition knows its files' names
+        if dataset and other.name != dataset and other.named_like_mine(xray.path.name):
+            out.append(
+                f"this looks like {other.file_look} but the model was trained on "
+                f"{dataset.upper()}: its classes are {dataset.upper()}'s"
+            )
+    return out
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def predict_files(
+    source: str | os.PathLike, paths: list[str], cam_dir: str | os.PathLike | None = None
+) -> dict:
+    """Predictions of the model of ``source`` (a run folder or a model file) for ``paths``.
+
+    Returns ``{"model", "trained_on", "operating_points", "images": [{"image", "warnings",
+    "predictions": [{"class", "probability", "threshold", "positive"}]}]}``; with
+    ``cam_dir``, a Grad-CAM overlay per image for its top classes, at the image's size."""
+    device = _device()
+    model = load_model_file(source, device=device)
+    cfg, card = model.pretrained_cfg, model.card
+    size = cfg["input_size"][-1]
+    classes = cfg["classes"]
+    points = (card.get("operating_points") or {}).get("thresholds") or {}
+    xrays = [read_xray(p) for p in paths]
+    pixels = np.stack([model_input(x, size) for x in xrays])  # (N, S, S) uint8
+    scores = predict(model, pixels, np.arange(len(xrays)), Runtime(device))  # in batches
+    images = []
+    for xray, row in zip(xrays, scores, strict=True):
+        predictions = [
+            {
+                "class": name,
+                "probability": float(p),
+                "threshold": points.get(name),
+                "positive": None if points.get(name) is None else bool(p >= points[name]),
+            }
+            for name, p in zip(classes, row, strict=True)
+        ]
+        images.append(
+            {
+                "image": str(xray.path),
+                "warnings": warnings_for(xray, card, size),
+                "predictions": predictions,
+            }
+        )
+    if cam_dir is not None:
+        write_cams(model, pixels, xrays, scores, classes, Path(cam_dir))
+    return {
+        "model": card.get("model"),
+        "trained_on": card.get("data"),
+        "operating_points": (card.get("operating_points") or {}).get("method"),
+        "images": images,
+    }
+
+
+def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3) -> list[Path]:
+    """Per image and each of its ``top`` most probable classes, ``<stem>_cam_<class>.png``:
+    the Grad-CAM (CNN branch) over the X-ray, at the X-ray's own size. ``pixels``: the
+    model's uint8 inputs (N×S×S)."""
+    import cv2  # here: installed with pytorch-grad-cam, needed only for --cam
+    from pytorch_grad_cam.utils.image import show_cam_on_image  # here: likewise
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    device = next(model.parameters()).device
+    for i, xray in enumerate(xrays):
+        x = to_model_input(torch.from_numpy(pixels[i : i + 1])[:, None], device)  # (1, 3, S, S)
+        for k in np.argsort(-scores[i])[:top]:
+            cam = gradcam_maps(model, x, [int(k)], "cnn")[0]  # (S, S) in [0, 1]
+            height, width = xray.pixels.shape
+            cam_full = np.asarray(
+                Image.fromarray(cam.astype(np.float32)).resize((width, height), Image.BILINEAR)
+            )
+            grey = np.repeat(xray.pixels[..., None] / 255.0, 3, axis=2).astype(np.float32)
+            # the figures' colour map (inferno: colour-blind safe), not pytorch-grad-cam's jet
+            overlay = show_cam_on_image(
+                grey, np.clip(cam_full, 0, 1), use_rgb=True, colormap=cv2.COLORMAP_INFERNO
+            )
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", classes[k])
+            path = folder / f"{xray.path.stem}_cam_{name}.png"
+            Image.fromarray(overlay).save(path)
+            written.append(path)
+    return written
+
+
+def predictions_table(result: dict) -> pd.DataFrame:
+    """One row per image, one probability column per class (the CSV of ``predict``)."""
+    rows = [
+        {"image": image["image"], **{p["class"]: p["probability"] for p in image["predictions"]}}
+        for image in result["images"]
+    ]
+    return pd.DataFrame(rows)

@@ -1,0 +1,363 @@
+"""Profiles: the validated configuration that every notebook and command starts from.
+
+A profile is plain data (frozen dataclasses). Two profiles exist:
+
+* ``smoke`` -- phantom data, a tiny model at a small image size, a couple of epochs: the whole
+  pipeline runs in minutes on a 2-core CPU. Its numbers are *phantom results*.
+* ``paper`` -- the papers' recipe on the real datasets (Wu et al., KBS 2023, CTransCNN;
+  Wu et al., PRCV 2023, CheXNet): 224 px, batch 32, AdamW, 300 epochs.
+
+No profile given (``PROFILE = None`` in a notebook, ``./run_all.sh`` without ``--profile``):
+``paper`` when real data is found, otherwise ``smoke`` -- finding data is the data layer's job
+(:func:`cxrlib.data.roots.auto_profile`), so this module takes a profile by name.
+
+Every leaf field has a unique name, so one flat namespace of overrides serves everywhere:
+``load_config("smoke", epochs=3)``, ``python -m cxrlib ... --set epochs=3`` and a notebook's
+``EPOCHS = 3`` in its ``parameters`` cell all mean the same. Unknown names, wrong types and
+values outside the allowed set are errors that list what is allowed -- never a silent
+papermill warning. That ``MODEL`` names a registered model is checked by the model registry
+(:func:`cxrlib.models.registry.check_model`) wherever a configuration enters: a notebook, a
+command, the start of a run -- before any data work.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args, get_origin
+
+from cxrlib.core.errors import UserError
+from cxrlib.core.recipe import recipe_value as _r
+
+PROFILES = ("smoke", "paper")
+DataSource = Literal["auto", "phantom", "real"]
+SplitName = Literal["paper", "patient", "official"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+ModelSize = Literal["paper", "micro"]
+LossHeads = Literal["each", "fused", "each+fused"]
+Pretrained = Literal["none", "imagenet"]
+SeedModels = Literal["main", "main+strongest"]
+TestCheckpoint = Literal["best", "last"]
+
+
+class ConfigError(UserError, ValueError):
+    """A profile, parameter name or value that is not allowed; the message says what is."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are split and cached."""
+
+    # real (Kaggle data; an error when absent), phantom (synthetic), or auto: per dataset, the
+    # real data where found (root, $CXR14_ROOT, Kaggle input, download), else the phantom
+    data_source: DataSource = "auto"
+    cxr14_root: str | None = None  # NIH folder with Data_Entry_2017.csv; or $CXR14_ROOT
+    cxr11_root: str | None = None  # RANZCR folder with train.csv; or $CXR11_ROOT
+    # the authors' split files (paper), our patient-disjoint split (patient), or the
+    # publisher's lists where it has them (official: NIH's train_val_list/test_list)
+    split: SplitName = "paper"
+    split_seed: int = 0  # draws the patient-disjoint split; fixed so all seeds share one test set
+    image_size: int = _r("image_size")  # pixels per side (authors' Resize 224)
+    phantom_images: int = 600  # images per phantom dataset (smoke profile: 800)
+    allow_missing_images: bool = False  # train on the images present; every table says so
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which registered model to build (see ``cxrlib.models``)."""
+
+    model: str = "ctranscnn_tiny"  # a name of cxrlib.models.list_models()
+    model_size: ModelSize = "paper"  # paper (Conformer-tiny) or micro (smoke-test width)
+    drop_path: float = _r("drop_path")  # stochastic depth, authors' drop_path_rate
+    # initial weights: none (from scratch, as both papers) or imagenet (ours: timm's ImageNet
+    # weights; dual-branch models from the public Conformer-Ti, cxrlib.models.imagenet). An
+    # ImageNet run has its own run folder (<model>+imagenet) and is never paper-comparable.
+    pretrained: Pretrained = "none"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation recipe (the authors' released configs, :mod:`cxrlib.core.recipe`)."""
+
+    epochs: int = _r("epochs")  # authors' max_epochs
+    batch_size: int = _r("batch_size")  # GLOBAL batch: split over GPUs and GRAD_ACCUM
+    lr: float = _r("lr")  # AdamW peak learning rate
+    weight_decay: float = _r("weight_decay")  # not on norms, biases, cls token, label embeds
+    beta1: float = _r("beta1")  # AdamW beta1, 0.5 on both datasets (authors' configs)
+    beta2: float = _r("beta2")  # AdamW beta2
+    adam_eps: float = _r("adam_eps")  # AdamW eps
+    loss_heads: LossHeads = "each"  # loss on each head (CTransCNN recipe), fused, or both
+    warmup_iters: int = _r("warmup_iters")  # linear warm-up length in optimiser steps
+    warmup_ratio: float = _r("warmup_ratio")  # warm-up starts at this fraction of the lr
+    min_lr_ratio: float = _r("min_lr_ratio")  # cosine ends at this fraction of the lr
+    # DataLoader worker processes; None: chosen for the machine (cxrlib.train.runtime; 0 on a CPU)
+    num_workers: int | None = None
+    precision: Precision = "auto"  # auto: bf16 on GPUs that have it, fp16 on others, CPU fp32
+    channels_last: bool = True  # NHWC memory format (ours; faster convolutions, CPU and GPU)
+    compile: bool = False  # torch.compile the model (ours)
+    # micro-batches per optimiser step (the global batch stays BATCH_SIZE); None: 1 on a CPU,
+    # on a GPU the fewest with which a micro-batch fits its memory (measured, cxrlib.train.runtime)
+    grad_accum: int | None = None
+    checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often (sessions die)
+    seed: int = 0  # initialisation, order, flips, stochastic depth
+    # seeds per model (SEED, SEED+1, ...) for the models SEED_MODELS names; the others train
+    # once. All seeds share one test set (SPLIT_SEED); tables give mean ± sd over seeds
+    seeds: int = 3
+    # main: CTransCNN and CheXNet; main+strongest: also the two baselines with the best
+    # published mean AUC (cxrlib.paper.items.seeded_models)
+    seed_models: SeedModels = "main+strongest"
+    # the weights the test split scores: the epoch with the best validation mean AUC (best;
+    # selection on validation, a standard the papers do not contradict), or the final epoch
+    # (last; what the authors' config, which saves no best checkpoint, suggests). Both are
+    # evaluated and recorded; this one is the run's result
+    test_checkpoint: TestCheckpoint = "best"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A resolved, validated profile. Build it with :func:`load_config`."""
+
+    profile: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-serialisable nested dict."""
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def flat(self) -> dict[str, Any]:
+        """Every leaf value by its parameter name (lower case)."""
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            out |= dataclasses.asdict(getattr(self, section))
+        return out
+
+    def override(self, **overrides: Any) -> Config:
+        """A validated copy with some values changed (names as in :func:`load_config`)."""
+        values = self.flat() | {k.lower(): v for k, v in overrides.items()}
+        return load_config(self.profile, **values)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+#: Environment variables that name the real data roots when no parameter does: each
+#: ``*_root`` field of DataConfig, upper case (``cxr14_root`` -> ``$CXR14_ROOT``).
+ROOT_ENV_VARS = {
+    f.name: f.name.upper() for f in dataclasses.fields(DataConfig) if f.name.endswith("_root")
+}
+
+#: Per-profile departures from the dataclass defaults (which are the paper recipe).
+PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "paper": {"data_source": "real"},
+    "smoke": {
+        "data_source": "auto",
+        "model_size": "micro",
+        "image_size": 64,
+        # 800 phantom images and 5 epochs at 4e-3: the least with which the micro hybrids
+        # learn clearly (test mean AUC 62-70 on both phantoms, as 8 epochs at 2e-3 gave;
+        # ~15-25 s per run here)
+        "phantom_images": 800,
+        "epochs": 5,
+        "lr": 4e-3,
+        "batch_size": 16,
+        "warmup_iters": 10,
+        "num_workers": 0,
+        "precision": "fp32",
+        "channels_last": False,
+        "checkpoint_minutes": 1.0,
+        "seeds": 2,  # two seeds of CTransCNN and CheXNet: mean ± sd on phantoms in minutes
+        "seed_models": "main",
+    },
+}
+
+
+def _leaf_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """Map each unique leaf name to (section, field)."""
+    leaves: dict[str, tuple[str, dataclasses.Field]] = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            assert f.name not in leaves, f"duplicate config field {f.name}"
+            f.type = hints[f.name]  # resolve postponed annotations once
+            leaves[f.name] = (section, f)
+    return leaves
+
+
+LEAVES = _leaf_fields()
+PARAMETER_NAMES = ("profile", *LEAVES)
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if get_origin(tp) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    return "None" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _check_value(name: str, tp: Any, value: Any) -> Any:
+    """Return ``value`` checked (and int→float widened) against the annotation ``tp``."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        allowed = ", ".join(repr(a) for a in get_args(tp))
+        raise ConfigError(f"parameter {name.upper()} must be one of {allowed}; got {value!r}")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        for option in get_args(tp):
+            if option is type(None):
+                continue
+            try:
+                return _check_value(name, option, value)
+            except ConfigError:
+                continue
+        raise ConfigError(f"parameter {name.upper()} must be {_type_name(tp)}; got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - guarded by the field definitions above
+        raise TypeError(f"unsupported config annotation {tp!r}")
+    raise ConfigError(
+        f"parameter {name.upper()} must be {_type_name(tp)}; got {type(value).__name__} {value!r}"
+    )
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Cross-field and range checks that types alone cannot express (every numeric field)."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    rules: list[tuple[str, Any, bool, str]] = [
+        (
+            "image_size",
+            d.image_size,
+            d.image_size >= 64 and d.image_size % 32 == 0,
+            "a multiple of 32 and at least 64",
+        ),
+        ("phantom_images", d.phantom_images, d.phantom_images >= 30, ">= 30"),
+        ("split_seed", d.split_seed, d.split_seed >= 0, ">= 0"),
+        ("drop_path", m.drop_path, 0 <= m.drop_path < 1, "in [0, 1)"),
+        ("epochs", t.epochs, t.epochs > 0, "> 0"),
+        ("batch_size", t.batch_size, t.batch_size > 0, "> 0"),
+        ("grad_accum", t.grad_accum, t.grad_accum is None or t.grad_accum > 0, "> 0 or None"),
+        ("lr", t.lr, t.lr > 0, "> 0"),
+        ("weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
+        ("beta1", t.beta1, 0 <= t.beta1 < 1, "in [0, 1)"),
+        ("beta2", t.beta2, 0 <= t.beta2 < 1, "in [0, 1)"),
+        ("adam_eps", t.adam_eps, t.adam_eps > 0, "> 0"),
+        ("warmup_iters", t.warmup_iters, t.warmup_iters >= 0, ">= 0"),
+        ("warmup_ratio", t.warmup_ratio, 0 <= t.warmup_ratio <= 1, "in [0, 1]"),
+        ("min_lr_ratio", t.min_lr_ratio, 0 <= t.min_lr_ratio <= 1, "in [0, 1]"),
+        ("num_workers", t.num_workers, t.num_workers is None or t.num_workers >= 0, ">= 0"),
+        ("checkpoint_minutes", t.checkpoint_minutes, t.checkpoint_minutes > 0, "> 0"),
+        ("seed", t.seed, t.seed >= 0, ">= 0"),
+        ("seeds", t.seeds, 1 <= t.seeds <= 20, "in [1, 20]"),
+    ]
+    for name, value, ok, allowed in rules:
+        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+            raise ConfigError(f"parameter {name.upper()} must be {allowed}; got {value!r}")
+    if t.grad_accum is not None and t.batch_size % t.grad_accum:
+        raise ConfigError(
+            f"BATCH_SIZE {t.batch_size} (the global batch) must be divisible by GRAD_ACCUM "
+            f"{t.grad_accum}; each optimiser step sums GRAD_ACCUM micro-batches"
+        )
+    if m.pretrained == "imagenet" and m.model_size != "paper":
+        raise ConfigError(
+            f"PRETRAINED 'imagenet' needs MODEL_SIZE 'paper'; got {m.model_size!r}: ImageNet "
+            "weights exist for the paper-size networks only (the smoke profile's micro models "
+            "have none). Set MODEL_SIZE='paper' too, or PRETRAINED='none'."
+        )
+
+
+def load_config(profile: str = "smoke", /, **overrides: Any) -> Config:
+    """Build the validated configuration of ``profile`` with flat ``overrides``.
+
+    Override names are the leaf field names, case-insensitive (``epochs`` or ``EPOCHS``).
+    ``cxr14_root``/``cxr11_root`` fall back to the ``CXR14_ROOT``/``CXR11_ROOT`` environment
+    variables (also when given as None). ``profile`` None is resolved by the data layer
+    (:func:`cxrlib.data.roots.auto_profile`). Raises :class:`ConfigError` naming the allowed
+    values on any bad input.
+    """
+    if profile is None:
+        raise ConfigError(
+            "load_config needs a profile (smoke or paper); for 'paper where real data is found, "
+            "else smoke' use load_config(cxrlib.data.roots.auto_profile(), ...)"
+        )
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; allowed profiles: {', '.join(PROFILES)}")
+    values: dict[str, Any] = dict(PROFILE_OVERRIDES[profile])
+    for key, env in ROOT_ENV_VARS.items():
+        if os.environ.get(env):
+            values[key] = os.environ[env]
+    given = set()
+    for raw_name, value in overrides.items():
+        name = raw_name.lower()
+        if name not in LEAVES:
+            allowed = ", ".join(n.upper() for n in PARAMETER_NAMES)
+            raise ConfigError(f"unknown parameter {raw_name!r}; allowed parameters: {allowed}")
+        if name in given:
+            raise ConfigError(f"parameter {name.upper()} is given twice")
+        given.add(name)
+        if name in ROOT_ENV_VARS and value is None:
+            continue  # a notebook's ``CXR14_ROOT = None`` must not hide $CXR14_ROOT
+        values[name] = value
+    sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for name, value in values.items():
+        section, f = LEAVES[name]
+        sections[section][name] = _check_value(name, f.type, value)
+    cfg = Config(profile=profile, **{s: SECTIONS[s](**kw) for s, kw in sections.items()})
+    _check_ranges(cfg)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a command-line ``name=value`` into a typed override for :func:`load_config`."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like NAME=VALUE (e.g. epochs=3)")
+    name, raw = (s.strip() for s in text.split("=", 1))
+    if name.lower() not in LEAVES:
+        allowed = ", ".join(n.upper() for n in LEAVES)
+        raise ConfigError(f"unknown parameter {name!r}; allowed parameters: {allowed}")
+    tp = LEAVES[name.lower()][1].type
+    if get_origin(tp) is Literal and raw in get_args(tp):
+        return name, raw  # a choice, even one spelled "none" (PRETRAINED=none)
+    if raw in ("None", "none", "null"):
+        return name, None
+    if tp is bool or (get_origin(tp) is not Literal and bool in get_args(tp)):
+        if raw.lower() in ("true", "1", "yes"):
+            return name, True
+        if raw.lower() in ("false", "0", "no"):
+            return name, False
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw  # a bare string such as a path or a model name
+    if isinstance(value, (int, float)) and _accepts(tp, str) and not _accepts(tp, type(value)):
+        value = raw
+    return name, value
+
+
+def _accepts(tp: Any, kind: type) -> bool:
+    if tp is kind:
+        return True
+    if get_origin(tp) is Literal:
+        return any(isinstance(a, kind) for a in get_args(tp))
+    return any(_accepts(a, kind) for a in get_args(tp))

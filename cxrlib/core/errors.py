@@ -1,0 +1,42 @@
+"""Errors a user can act on.
+
+Every expected failure -- a bad parameter, a dataset folder without its Kaggle layout, a split
+file that fails its checksum, a run folder that holds another run or is in use, a loss that
+became NaN -- raises a subclass of :class:`UserError`. Its message names the file concerned and
+the fix. The command line prints such an error as one line and exits with status 2, without a
+traceback; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An expected error whose message says which file is concerned and what to do."""
+
+
+class RunLockedError(UserError, RuntimeError):
+    """Another process is training in the same run folder."""
+
+
+class RunConfigMismatchError(UserError, ValueError):
+    """A run folder holds a run made with other settings or other data."""
+
+
+class RunNotFinishedError(UserError, FileNotFoundError):
+    """A run folder that holds no finished run where one is needed."""
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """The loss became NaN or infinite; the message names the checkpoint to resume from."""
+
+
+class DiskSpaceError(UserError, OSError):
+    """Not enough free disk space for a file that is about to be written."""
+
+
+class ModelFileError(UserError, ValueError):
+    """A model file that is missing, or not one this kit wrote, or holds another model."""
+
+
+class DriveNotMountedError(UserError, FileNotFoundError):
+    """A folder on Google Drive (under ``/content/drive``) while Drive is not mounted."""

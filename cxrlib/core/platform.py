@@ -1,0 +1,70 @@
+"""Where this process runs: Colab, Kaggle, or elsewhere, and whether a path lies on a mounted
+Google Drive.
+
+Google Drive needs care (:mod:`cxrlib.core.fileio`): a file that is deleted or replaced there
+(``os.replace`` onto it) goes to Drive's trash and still counts against the user's quota, so
+checkpoints on Drive are overwritten in place and emptied before they are deleted. Drive is
+recognised as a folder under the Colab mount point ``/content/drive`` that *is* a mount point
+(``drive.mount("/content/drive")`` mounts it there), or a folder the user declares as Drive in
+``$CXRLIB_DRIVE_PATHS`` (paths separated by ``os.pathsep``: a Drive mounted elsewhere, or a
+stand-in for tests). ``$CXRLIB_DRIVE_MOUNT`` moves the expected mount point (tests).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Where Colab mounts Google Drive (``from google.colab import drive; drive.mount(...)``).
+DRIVE_MOUNT_ENV = "CXRLIB_DRIVE_MOUNT"
+#: Folders the user declares to be on Google Drive (``os.pathsep``-separated).
+DRIVE_PATHS_ENV = "CXRLIB_DRIVE_PATHS"
+MOUNT_HINT = "from google.colab import drive; drive.mount('/content/drive')"
+
+
+def on_colab() -> bool:
+    """True in a Colab runtime (Colab sets ``COLAB_RELEASE_TAG`` in every runtime)."""
+    return bool(os.environ.get("COLAB_RELEASE_TAG"))
+
+
+def on_kaggle() -> bool:
+    """True in a Kaggle notebook (Kaggle sets ``KAGGLE_KERNEL_RUN_TYPE``)."""
+    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
+
+
+def drive_mount_point() -> Path:
+    return Path(os.environ.get(DRIVE_MOUNT_ENV, "/content/drive"))
+
+
+def _declared_drive_paths() -> list[Path]:
+    raw = os.environ.get(DRIVE_PATHS_ENV, "")
+    return [Path(p).expanduser().resolve() for p in raw.split(os.pathsep) if p]
+
+
+def _within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def under_drive_mount_point(path: str | os.PathLike) -> bool:
+    """True for a path under the Drive mount point, mounted or not."""
+    return _within(Path(path).expanduser().absolute(), drive_mount_point().absolute())
+
+
+def drive_mounted() -> bool:
+    """True when the Drive mount point is a mount point (Drive is mounted there)."""
+    return os.path.ismount(drive_mount_point())
+
+
+def on_drive(path: str | os.PathLike) -> bool:
+    """True for a path on Google Drive: under the mounted Drive, or under a declared folder."""
+    path = Path(path).expanduser().absolute()
+    if any(_within(path.resolve(), folder) for folder in _declared_drive_paths()):
+        return True
+    return under_drive_mount_point(path) and drive_mounted()
+
+
+def unmounted_drive_path(path: str | os.PathLike) -> bool:
+    """True for a path meant for Drive (under the mount point) while Drive is not mounted:
+    writing there would fill the VM's disk and make a later ``drive.mount`` fail."""
+    declared = any(_within(Path(path).expanduser().resolve(), f) for f in _declared_drive_paths())
+    return under_drive_mount_point(path) and not drive_mounted() and not declared

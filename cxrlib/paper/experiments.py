@@ -1,0 +1,98 @@
+"""The experiments the papers' tables need: which models to train, with how many seeds, and
+from which initial weights -- the policy behind notebooks 03 to 07.
+
+:func:`train_models` trains (or resumes, or reads back) each model's runs, every model's first
+seed before any second one, so that a session that ends early has them all; when the session's
+time limit held some back, it says so once (:func:`cxrlib.core.clock.announce_pause`).
+:func:`imagenet_models` is notebook 06's choice of models to train again from ImageNet weights.
+"""
+
+from __future__ import annotations
+
+from cxrlib.core.clock import announce_pause
+from cxrlib.core.config import Config, ConfigError
+from cxrlib.data.datasets import get_dataset
+from cxrlib.models.registry import check_model
+from cxrlib.paper.items import IMAGENET_MODELS, seeded_models
+from cxrlib.runs.results import RunResult
+from cxrlib.train.run import train_run
+
+
+def train_models(
+    config: Config,
+    dataset: str,
+    names: list[str],
+    *,
+    overrides: dict | None = None,
+    **kwargs,
+) -> dict[str, RunResult]:
+    """:func:`~cxrlib.train.run.train_run` for each registered model in ``names`` (finished
+    runs are read back), with ``overrides`` of the configuration (e.g. ``{"pretrained":
+    "imagenet"}``). A model of ``SEED_MODELS`` (:func:`cxrlib.paper.items.seeded_models`)
+    trains ``SEEDS`` times (seeds SEED, SEED+1, ...): the first seed's run is returned, the
+    others in its ``seed_runs``.
+
+    When the session's time limit paused or held back a run, says so: in a notebook the later
+    cells then only print "paused -- run again to resume", and the next run resumes.
+    """
+    for name in names:  # every name checked before the first run starts
+        check_model(name)
+    bases = {name: config.override(model=name, **(overrides or {})) for name in names}
+    runs = {name: train_run(base, dataset, **kwargs) for name, base in bases.items()}
+    for name in seeded_models(config.train.seed_models):
+        if name in runs:
+            base = bases[name]
+            runs[name].seed_runs = [
+                train_run(base.override(seed=base.train.seed + i), dataset, **kwargs)
+                for i in range(1, base.train.seeds)
+            ]
+    waiting = {name: run for name, run in runs.items() if not all(r.finished for r in run.seeds)}
+    if waiting:
+        announce_pause(
+            f"{len(waiting)} of {len(runs)} {get_dataset(dataset).name} model(s) unfinished: "
+            + "; ".join(f"{name} ({progress(run)})" for name, run in waiting.items())
+            + ". Progress of every run: python -m cxrlib status RUNS_DIR"
+        )
+    return runs
+
+
+def progress(run: RunResult) -> str:
+    """How far each seed of a model got, e.g. ``seed 0: finished; seed 1: 3 of 5 epochs``."""
+    parts = []
+    for seed_run in run.seeds:
+        seed = int(seed_run.folder.name[4:])
+        planned = seed_run.epochs_planned
+        if seed_run.finished:
+            state = "finished"
+        elif planned is None:
+            state = "not started"
+        else:
+            state = f"{seed_run.epochs_run} of {planned} epochs"
+        parts.append(f"seed {seed}: {state}")
+    return "; ".join(parts)
+
+
+def imagenet_models(config: Config, requested: list[str] | None, scratch: list[str]) -> list[str]:
+    """The models notebook 06 trains again from ImageNet weights (a comparison neither paper
+    makes): ``requested``, or by default those of :data:`cxrlib.paper.items.IMAGENET_MODELS`
+    among ``scratch`` (the models trained from scratch beside them) -- none where the models
+    have no ImageNet weights (the smoke profile's micro size; said in a message). A requested
+    model must be among ``scratch`` and have ImageNet weights (else :class:`ConfigError`)."""
+    if requested is None and config.model.model_size != "paper":
+        print(
+            f"ImageNet initialisation skipped: MODEL_SIZE {config.model.model_size!r} has no "
+            f"ImageNet weights (the paper profile trains {', '.join(IMAGENET_MODELS)} from them)"
+        )
+        return []
+    if requested is None:  # the default: those of the models trained here
+        return [n for n in IMAGENET_MODELS if n in scratch]
+    names = list(requested)
+    if names:
+        config.override(pretrained="imagenet")  # validated: raises for micro models
+    missing = [n for n in names if n not in scratch]
+    if missing:
+        raise ConfigError(
+            f"IMAGENET_MODELS {missing} are not among MODELS: the comparison needs their "
+            f"runs from scratch; add them to MODELS (or set MODELS = None)"
+        )
+    return names

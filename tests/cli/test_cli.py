@@ -1,0 +1,69 @@
+"""``python -m cxrlib``: help for every command, validated configuration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cxrlib.cli.main import COMMANDS, main
+
+
+def run_module(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cxrlib", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_top_level_help_lists_commands():
+    result = run_module("--help")
+    assert result.returncode == 0
+    assert "usage: python -m cxrlib" in result.stdout
+    for name in COMMANDS:
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_each_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "--profile" in capsys.readouterr().out
+
+
+def test_config_command_prints_validated_json(capsys):
+    assert main(["config", "--profile", "paper", "--set", "epochs=7"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["train"]["epochs"] == 7 and data["profile"] == "paper"
+
+
+def test_bad_profile_and_parameter_fail_with_allowed_values(capsys):
+    assert main(["config", "--profile", "bogus"]) == 2
+    assert "allowed profiles: smoke, paper" in capsys.readouterr().err
+    assert main(["config", "--set", "epocs=1"]) == 2
+    assert "allowed parameters" in capsys.readouterr().err
+
+
+def test_env_command_reports_torch(capsys, isolated_outputs):
+    assert main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert "version torch" in out and "CXR14 data" in out
+
+
+def test_phantom_command_writes_loadable_datasets(tmp_path, capsys):
+    from cxrlib.data.tables import load_cxr11
+
+    args = ["phantom", "--dataset", "cxr11", "--num-images", "12", "--image-size", "64"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    folder = capsys.readouterr().out.strip()
+    assert len(load_cxr11(folder).table) == 12
+
+
+def test_outputs_say_when_images_were_dropped():
+    from cxrlib.core.config import load_config
+    from cxrlib.paper.outputs import data_label
+
+    assert "ALLOW_MISSING_IMAGES" in data_label(load_config("paper", allow_missing_images=True))
+    assert data_label(load_config("paper")) == "real data, paper split"

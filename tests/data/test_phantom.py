@@ -1,0 +1,87 @@
+"""Phantom datasets: exact Kaggle layouts, read by the real loaders, deterministic, annotated."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from cxrlib.data.datasets import get_dataset
+from cxrlib.data.labels import CXR11_CSV_COLUMNS
+from cxrlib.data.phantom import BBOX_HEADER, NIH_HEADER, PhantomSpec, generate_phantom
+from cxrlib.data.tables import load_cxr11, load_cxr14
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phantom")
+    return {
+        name: generate_phantom(PhantomSpec(name, num_images=120, image_size=128), out)
+        for name in ("cxr14", "cxr11")
+    }
+
+
+def _digest(folder):
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_nih_layout(phantoms):
+    root = phantoms["cxr14"]
+    assert (root / "Data_Entry_2017.csv").read_text().splitlines()[0] == NIH_HEADER
+    assert (root / "BBox_List_2017.csv").read_text().splitlines()[0] == BBOX_HEADER
+    assert sorted(p.name for p in root.glob("images_*")) == ["images_001", "images_002"]
+    pngs = list(root.glob("images_*/images/*.png"))
+    assert len(pngs) == 120
+    modes = {Image.open(p).mode for p in pngs}
+    assert modes == {"L", "RGBA"}  # a few RGBA, as in the real dataset
+
+
+def test_cxr14_loads_through_real_reader_with_boxes_for_drawn_lesions(phantoms):
+    data = load_cxr14(phantoms["cxr14"])
+    assert 0 < len(data.table) < 120  # "No Finding" images are in the metadata, not the subset
+    assert data.missing_images().empty
+    assert (data.table[list(get_dataset("cxr14").classes)].sum(axis=1) > 0).all()
+    labelled = data.table.set_index("image_id")
+    for _, box in data.boxes.iterrows():
+        assert labelled.loc[box.image_id, box.label] == 1  # a box only for a drawn finding
+    positives = int(data.table[list(get_dataset("cxr14").classes)].to_numpy().sum())
+    assert len(data.boxes) == positives  # one box per drawn lesion
+    split = get_dataset("cxr14").read_paper_split(phantoms["cxr14"] / "splits")
+    assert set(split["image_id"]) == set(data.table["image_id"])
+
+
+def test_ranzcr_layout_and_annotations(phantoms):
+    root = phantoms["cxr11"]
+    header = pd.read_csv(root / "train.csv", nrows=0).columns.tolist()
+    assert header == ["StudyInstanceUID", *CXR11_CSV_COLUMNS, "PatientID"]
+    assert len(list((root / "train").glob("*.jpg"))) == 120
+    data = load_cxr11(root)
+    assert len(data.table) == 120 and data.missing_images().empty
+    labelled = data.table.set_index("image_id")
+    split_name = dict(zip(CXR11_CSV_COLUMNS, get_dataset("cxr11").classes, strict=True))
+    for _, line in data.lines.iterrows():
+        assert labelled.loc[line.image_id, split_name[line.label]] == 1
+        assert len(line.points) >= 2 and all(len(p) == 2 for p in line.points)
+    sizes = {Image.open(p).size for p in list((root / "train").glob("*.jpg"))[:20]}
+    assert len(sizes) > 1  # varying sizes, like the real images
+
+
+def test_deterministic_for_a_seed(phantoms, tmp_path):
+    again = generate_phantom(PhantomSpec("cxr11", num_images=120, image_size=128), tmp_path)
+    assert _digest(again) == _digest(phantoms["cxr11"])
+    other = generate_phantom(PhantomSpec("cxr11", num_images=120, image_size=128, seed=1), tmp_path)
+    assert _digest(other) != _digest(again)
+
+
+def test_label_combinations_from_real_vectors(tmp_path):
+    real = np.zeros((50, 11), dtype=np.uint8)
+    real[:, [2, 6, 9]] = 1  # every real vector is ETT-Normal + NGT-Normal + CVC-Normal
+    spec = PhantomSpec("cxr11", num_images=20, image_size=64, label_source="authors")
+    data = load_cxr11(generate_phantom(spec, tmp_path, real_vectors=real))
+    assert (data.labels() == real[:20]).all()

@@ -1,0 +1,102 @@
+"""prepare_dataset on phantom data, and every bad input it must name with its fix."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import pytest
+
+from cxrlib.core.config import load_config
+from cxrlib.data.cache import ImageReadError
+from cxrlib.data.datasets import get_dataset
+from cxrlib.data.phantom import PhantomSpec, generate_phantom
+from cxrlib.data.prepare import MissingImagesError, prepare_dataset
+from cxrlib.data.roots import check_root
+from cxrlib.data.splits import SplitFileError
+from cxrlib.data.tables import DatasetLayoutError, load_cxr11, load_cxr14
+
+SMALL = {"phantom_images": 60}
+
+
+@pytest.fixture
+def config(isolated_outputs):
+    warnings.simplefilter("ignore", UserWarning)  # no network: phantom labels are random
+    return load_config("smoke", **SMALL)
+
+
+def _phantom_root(config, dataset):
+    spec = PhantomSpec(dataset, num_images=config.data.phantom_images, label_source="random")
+    from cxrlib.core.paths import data_root
+
+    return generate_phantom(spec, data_root() / "phantom")
+
+
+@pytest.mark.parametrize("dataset", ["cxr14", "cxr11"])
+def test_prepare_phantom_end_to_end(config, dataset):
+    data = prepare_dataset(config, dataset, workers=0, progress=False)
+    assert set(data.table["part"]) == {"train", "val", "test"}
+    assert data.cache.pixels.shape[1:] == (64, 64)
+    assert len(data.label_disagreements) == 0
+    rows = data.cache_rows("test")
+    assert len(rows) == len(data.labels("test")) > 0
+    patient = load_config("smoke", split="patient", **SMALL)
+    other = prepare_dataset(patient, dataset, workers=0, progress=False)
+    assert (other.table["part"] == other.table["patient_split"]).all()
+
+
+def test_missing_images_error_and_explicit_subset(config):
+    root = _phantom_root(config, "cxr11")
+    victim = sorted((root / "train").glob("*.jpg"))[0]
+    victim.unlink()
+    with pytest.raises(MissingImagesError, match=r"1 of 60 images .* missing") as info:
+        prepare_dataset(config, "cxr11", workers=0, progress=False)
+    assert victim.name in str(info.value) and "ALLOW_MISSING_IMAGES" in str(info.value)
+    allowed = load_config("smoke", allow_missing_images=True, **SMALL)
+    data = prepare_dataset(allowed, "cxr11", workers=0, progress=False)
+    assert data.dropped_missing == 1 and len(data.table) == 59
+
+
+def test_truncated_image_names_the_file(config):
+    root = _phantom_root(config, "cxr14")
+    victim = sorted(root.glob("images_001/images/*.png"))[3]
+    with open(victim, "r+b") as handle:
+        handle.truncate(200)
+    with pytest.raises(ImageReadError, match=victim.name):
+        prepare_dataset(config, "cxr14", workers=0, progress=False)
+
+
+def test_split_of_another_dataset_is_refused(config):
+    root = _phantom_root(config, "cxr14")
+    lines = (root / "splits/add72_chest14_test_labels.txt").read_text().splitlines()
+    lines[0] = "NIH-Chest_x-rays14_multi-label/Mass/99999999_000.png\t" + ",".join(["0"] * 14)
+    (root / "splits/add72_chest14_test_labels.txt").write_text("\n".join(lines))
+    with pytest.raises(SplitFileError, match="not in the dataset"):
+        prepare_dataset(config, "cxr14", workers=0, progress=False)
+
+
+def test_duplicate_image_names_are_refused(config):
+    root = _phantom_root(config, "cxr14")
+    first = sorted(root.glob("images_001/images/*.png"))[0]
+    shutil.copy(first, root / "images_002" / "images" / first.name)
+    with pytest.raises(DatasetLayoutError, match=f"duplicate image name {first.name}"):
+        load_cxr14(root)
+
+
+def test_wrong_layouts_name_the_file_and_fix(tmp_path):
+    with pytest.raises(DatasetLayoutError, match=r"no Data_Entry_2017.csv.*nih-chest-xrays/data"):
+        load_cxr14(tmp_path)
+    with pytest.raises(DatasetLayoutError, match=r"no train.csv.*ranzcr-clip"):
+        load_cxr11(tmp_path)
+    (tmp_path / "train.csv").write_text("StudyInstanceUID,PatientID\n1,2\n")
+    with pytest.raises(DatasetLayoutError, match=r"lacks the columns \['ETT - Abnormal'"):
+        load_cxr11(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        check_root(get_dataset("cxr14"), str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match=r"has no Data_Entry_2017.csv"):
+        check_root(get_dataset("cxr14"), str(tmp_path))
+
+
+def test_real_profile_without_roots_says_how_to_configure(isolated_outputs):
+    with pytest.raises(FileNotFoundError, match="--cxr14-root"):
+        prepare_dataset(load_config("paper"), "cxr14")

@@ -1,0 +1,155 @@
+"""Statistics over seeds, small classes, and figures a reader can use (issue 14)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgb
+
+from cxrlib.core.config import ConfigError, load_config
+from cxrlib.paper.figures import plot_macro_roc, plot_radar, plot_training_curves, radial_limits
+from cxrlib.paper.items import seeded_models, strongest_baselines
+from cxrlib.paper.outputs import save_figure, save_table
+from cxrlib.paper.style import PALETTE, series_style
+from cxrlib.paper.tables import auc_comparison, metrics_table, seed_predictions, variant_table
+from tests.conftest import isolate_outputs
+
+matplotlib.use("Agg")
+
+TINY = {"phantom_images": 120, "epochs": 2, "batch_size": 16}
+
+
+def test_the_seeds_parameters():
+    assert load_config("paper").train.seeds == 3 and load_config("smoke").train.seeds == 2
+    assert seeded_models(load_config("smoke").train.seed_models) == (
+        "ctranscnn_tiny",
+        "chexnet_tiny",
+    )
+    paper = seeded_models(load_config("paper").train.seed_models)
+    assert paper[:2] == ("ctranscnn_tiny", "chexnet_tiny") and len(paper) == 4
+    assert strongest_baselines() == ("repvgg_a2", "conformer_tiny")  # best published means
+    with pytest.raises(ConfigError, match="SEEDS must be in"):
+        load_config("smoke", seeds=0)
+    with pytest.raises(ConfigError, match="SEED_MODELS must be one of"):
+        load_config("smoke", seed_models="everything")
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """Two smoke seeds of CTransCNN and one run of ResNet-34 on phantom CXR11."""
+    from cxrlib.paper.experiments import train_models
+
+    root = tmp_path_factory.mktemp("seeds")
+    with pytest.MonkeyPatch.context() as patch:
+        isolate_outputs(patch, root)
+        config = load_config("smoke", **TINY)
+        runs = train_models(config, "cxr11", ["ctranscnn_tiny", "resnet34"], progress=False)
+    return runs, root
+
+
+@pytest.mark.slow
+def test_mean_and_sd_over_two_seeds_come_from_the_runs_files(seeded):
+    runs, _ = seeded
+    ctranscnn = runs["ctranscnn_tiny"]
+    assert [r.folder.name for r in ctranscnn.seeds] == ["seed0", "seed1"]
+    assert len(runs["resnet34"].seeds) == 1  # not a seeded model: one run
+    files = [json.loads((r.folder / "metrics.json").read_text()) for r in ctranscnn.seeds]
+    aucs = np.array([m["test"]["mean_auc"] for m in files])
+    assert aucs[0] != aucs[1]  # the seeds differ
+    row = metrics_table(runs).set_index("model").loc["ctranscnn_tiny"]
+    assert row["seeds"] == 2
+    assert row["mean AUC"] == pytest.approx(aucs.mean(), abs=0.006)
+    assert row["sd (seeds)"] == pytest.approx(aucs.std(ddof=1), abs=0.006)
+    per_class = auc_comparison(runs, "cxr11")
+    assert per_class["ctranscnn_tiny"].iloc[-1] == pytest.approx(aucs.mean(), abs=0.006)
+    assert "ctranscnn_tiny sd (2 seeds)" in per_class
+    assert not any(c.startswith("resnet34 sd") for c in per_class)  # one run: no spread
+    # paired comparisons use every seed's predictions: the difference of the seeds' mean
+    assert seed_predictions(ctranscnn).scores.shape[0] == 2
+    files_auc = runs["resnet34"].metrics["test"]["mean_auc"]
+    table = variant_table(runs, "ctranscnn_tiny", "cxr11").set_index("model")
+    assert table.loc["resnet34", "Δ vs ctranscnn_tiny"] == pytest.approx(
+        files_auc - aucs.mean(), abs=0.006
+    )
+    assert table.loc["resnet34", "p (DeLong)"] != "–"
+
+
+@pytest.mark.slow
+def test_small_classes_are_marked_and_listed(seeded, monkeypatch):
+    runs, root = seeded
+    monkeypatch.setenv("CXRLIB_RESULTS_DIR", str(root / "results"))
+    table = auc_comparison(runs, "cxr11")
+    labels = runs["ctranscnn_tiny"].predictions().labels
+    positives = dict(zip(table["class"][:-1], labels.sum(axis=0), strict=True))
+    small = {name for name, count in positives.items() if count < 10}
+    assert small, "the tiny phantom test set has classes with few positives"
+    marked = set(table.loc[table["small class"] != "", "class"])
+    assert marked == small and table["class"].iloc[-1] == "Mean"  # the mean keeps them
+    assert list(table["test positives"][:-1]) == [int(positives[c]) for c in positives]
+    name = sorted(small)[0]
+    assert f"{name} ({positives[name]})" in table.attrs["note"]
+    path = save_table(table, "small_classes_check", load_config("smoke"))
+    assert "fewer than 10 test positives" in path.with_suffix(".md").read_text()
+
+
+def test_thirteen_series_have_distinct_colours():
+    styles = [series_style(i) for i in range(16)]
+    colours = [to_rgb(s["color"]) for s in styles]
+    assert len(set(colours)) == 16 == len(PALETTE)
+    distances = [
+        np.linalg.norm(np.subtract(a, b)) for i, a in enumerate(colours) for b in colours[i + 1 :]
+    ]
+    assert min(distances) > 0.15  # no two near-identical colours
+    # neighbours differ in line style or marker too (grey print, colour-blind readers)
+    for a, b in itertools.pairwise(styles):
+        assert (a["linestyle"], a["marker"]) != (b["linestyle"], b["marker"])
+
+
+@pytest.mark.slow
+def test_figures_distinct_series_legends_outside_integer_epochs_and_pdf_twins(seeded, monkeypatch):
+    runs, root = seeded
+    monkeypatch.setenv("CXRLIB_RESULTS_DIR", str(root / "results"))
+    thirteen = {f"model {i}": runs["resnet34"] for i in range(13)}
+    for figure in (plot_macro_roc(thirteen, "t"), plot_radar(thirteen, "t")):
+        ax = figure.axes[0]
+        lines = [line for line in ax.get_lines() if line.get_label() in thirteen]
+        lines = lines or [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+        assert len({to_rgb(line.get_color()) for line in lines[:13]}) == 13
+        figure.canvas.draw()
+        legend = ax.get_legend().get_window_extent()
+        assert legend.x0 >= ax.get_window_extent().x1 - 1  # beside the data, not over it
+    curves = plot_training_curves(runs, "t")
+    assert all(float(t).is_integer() for t in curves.axes[0].get_xticks())
+    radar = plot_radar(runs, "t")
+    values = np.concatenate(  # the radar draws each model's mean over its seeds
+        [
+            np.mean([s.metrics["test"]["per_class_auc"] for s in r.seeds], axis=0)
+            for r in runs.values()
+        ]
+    )
+    low, high = radar.axes[0].get_ylim()
+    assert low <= np.nanmin(values) and high >= np.nanmax(values) and (low > 0 or high < 100)
+    path = save_figure(curves, "curves_check", load_config("smoke"))
+    assert path.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+    from PIL import Image
+
+    assert round(Image.open(path).info["dpi"][0]) == 300
+
+
+def test_radial_limits_follow_the_data():
+    assert radial_limits(np.array([62.0, 71.0, 88.0])) == (55.0, 90.0)
+    assert radial_limits(np.array([50.0, 50.0])) == (45.0, 50.0)
+    assert radial_limits(np.array([3.0, 99.0])) == (0.0, 100.0)
+
+
+def test_notebooks_write_figures_only_through_save_figure(project_root):
+    """save_figure (PNG + PDF twin) is the one way figures are written: never savefig."""
+    import nbformat
+
+    for path in sorted((project_root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+        assert "savefig" not in source, f"{path.name}: use cxrlib.paper.outputs.save_figure"

@@ -1,0 +1,121 @@
+"""Runs on Google Drive: no ``*.pt`` is ever renamed or renamed onto, one that must go is
+emptied before it is deleted (Drive's trash keeps nothing of it), the space used stays bounded
+whatever the number of epochs, and a session killed mid-write resumes from the other copy --
+to the same result as a run never interrupted. Drive is a stand-in: a folder declared as Drive
+(``$CXRLIB_DRIVE_PATHS``), as a user with Drive mounted elsewhere would."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from cxrlib.core.config import load_config
+from cxrlib.core.errors import DriveNotMountedError
+from cxrlib.core.platform import DRIVE_MOUNT_ENV, DRIVE_PATHS_ENV, on_drive
+from cxrlib.runs.checkpoints import CheckpointSaver
+from cxrlib.runs.layout import RunFolder
+from cxrlib.train.run import train_run
+
+TINY = {"epochs": 3, "phantom_images": 60, "checkpoint_minutes": 1e-9}
+
+
+@pytest.fixture
+def drive(isolated_outputs, monkeypatch):
+    """RUNS_DIR on a stand-in Drive; every rename and deletion of a ``*.pt`` file there is
+    recorded (deletions with the file's size at that moment)."""
+    folder = isolated_outputs / "drive"
+    folder.mkdir()
+    monkeypatch.setenv(DRIVE_PATHS_ENV, str(folder))
+    monkeypatch.setenv("CXRLIB_RUNS_DIR", str(folder / "runs"))
+    events: list[tuple[str, str, int]] = []
+    real_replace, real_rename, real_unlink = os.replace, os.rename, os.unlink
+
+    def on(path) -> bool:
+        return str(path).endswith(".pt") and str(folder) in str(Path(path).absolute())
+
+    def replace(src, dst, *a, **k):
+        if on(src) or on(dst):
+            events.append(("rename", str(dst), 0))
+        return real_replace(src, dst, *a, **k)
+
+    def rename(src, dst, *a, **k):
+        if on(src) or on(dst):
+            events.append(("rename", str(dst), 0))
+        return real_rename(src, dst, *a, **k)
+
+    def unlink(path, *a, **k):
+        if on(path):
+            events.append(("delete", str(path), os.stat(path).st_size))
+        return real_unlink(path, *a, **k)
+
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "unlink", unlink)
+    return folder, events
+
+
+def _pt_files(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in folder.rglob("*.pt")}
+
+
+def test_a_run_on_drive_renames_no_checkpoint_and_leaves_nothing_in_the_trash(drive):
+    folder, events = drive
+    config = load_config("smoke", **TINY)
+    assert on_drive(folder / "runs")
+    result = train_run(config, "cxr11", progress=False)
+    assert result.finished
+    renames = [e for e in events if e[0] == "rename"]
+    full_deletions = [e for e in events if e[0] == "delete" and e[2] > 0]
+    assert renames == [] and full_deletions == [], events
+    assert [e for e in events if e[0] == "delete"], "the resume checkpoints were removed"
+    assert set(_pt_files(result.folder)) == {"best.pt"}  # a finished run keeps best.pt alone
+
+
+def test_drive_space_stays_bounded_whatever_the_epochs(drive):
+    seen: set[str] = set()
+    config = load_config("smoke", **(TINY | {"epochs": 4}))
+    for steps in (3, 6, 9, 12):  # pause every few steps: many checkpoints of each kind
+        run = train_run(config, "cxr11", progress=False, max_steps=steps)
+        seen |= set(_pt_files(run.folder))
+    assert seen <= {"last.pt", "last.prev.pt", "best.pt", "best.prev.pt"}
+
+
+def test_a_session_killed_mid_write_resumes_from_the_other_copy(
+    drive, isolated_outputs, monkeypatch
+):
+    """The newest checkpoint on Drive is half-written (the session died while copying): the
+    next session takes the other, complete one and ends exactly as an uninterrupted run."""
+    config = load_config("smoke", **TINY)
+    paused = train_run(config, "cxr11", progress=False, max_steps=5)
+    run = RunFolder(paused.folder)
+    sequence = {p: torch.load(p, weights_only=True)["sequence"] for p in (run.last, run.previous)}
+    newest = max(sequence, key=sequence.get)
+    complete_step = CheckpointSaver(run).load_last()["state"]["step"]
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # killed mid-copy
+    fallback = CheckpointSaver(run).load_last()
+    assert fallback is not None and fallback["state"]["step"] < complete_step
+    resumed = train_run(config, "cxr11", progress=False)
+    monkeypatch.setenv("CXRLIB_RUNS_DIR", str(isolated_outputs / "local_runs"))
+    straight = train_run(config, "cxr11", progress=False)
+    a, b = resumed.predictions(), straight.predictions()
+    assert (a.scores == b.scores).all()  # byte-equal on a CPU
+
+
+def test_a_drive_folder_that_is_not_mounted_is_refused_before_any_work(
+    isolated_outputs, monkeypatch
+):
+    from cxrlib.session import config_and_extras
+
+    mount = isolated_outputs / "content" / "drive"  # /content/drive of a VM without drive.mount
+    monkeypatch.setenv(DRIVE_MOUNT_ENV, str(mount))
+    wanted = mount / "MyDrive" / "cxr-runs"
+    with pytest.raises(DriveNotMountedError, match=r"mount Drive first .*drive\.mount"):
+        config_and_extras({"PROFILE": "smoke", "RUNS_DIR": str(wanted)})
+    assert not mount.exists()  # nothing was created there
+    monkeypatch.setenv("CXRLIB_RESULTS_DIR", str(mount / "MyDrive" / "results"))
+    with pytest.raises(DriveNotMountedError, match="RESULTS_DIR"):
+        config_and_extras({"PROFILE": "smoke"})
+    assert not mount.exists()

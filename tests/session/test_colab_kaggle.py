@@ -1,0 +1,217 @@
+"""Colab and Kaggle, simulated on this machine (no network, no GPU):
+
+* a fresh Colab: ``cxrlib`` not importable, Colab's environment variables, a fake
+  ``kagglehub``; notebook 03's setup cell clones and installs the kit into a scratch
+  environment (torch and Jupyter are not reinstalled) and the notebook then trains;
+* a Kaggle notebook: the data under a Kaggle-like ``/kaggle/input``; ``./run_all.sh`` chooses
+  it and the paper profile by itself and says so;
+* a session that ends: ``./run_all.sh --time-limit-minutes`` pauses (exit 75, "paused — run
+  again to resume"), the same command resumes and ends as an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from importlib.metadata import version
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cxrlib.core.clock import PAUSED, PAUSED_EXIT_STATUS
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+#: Every variable by which the kit could find this checkout or its folders.
+OURS = (
+    "CXRLIB_HOME",
+    "CXRLIB_RESULTS_DIR",
+    "CXRLIB_RUNS_DIR",
+    "CXRLIB_DATA_DIR",
+    "CXRLIB_DEADLINE",
+)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in OURS and not k.startswith("PYTEST")}
+    env.pop("CXR14_ROOT", None), env.pop("CXR11_ROOT", None)
+    return {**env, **extra}
+
+
+def _origin(tmp: Path) -> Path:
+    """A git repository of this working tree, tagged as the release the notebooks name."""
+    origin = tmp / "origin"
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for rel in listed:
+        if (PROJECT_ROOT / rel).is_file():
+            (origin / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / rel, origin / rel)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "release"]):
+        subprocess.run([*git, *args], cwd=origin, check=True)
+    subprocess.run([*git, "tag", f"v{version('cxrlib')}"], cwd=origin, check=True)
+    return origin
+
+
+def _scratch_python(tmp: Path) -> tuple[Path, Path]:
+    """A fresh environment that sees this one's packages (torch, Jupyter: "preinstalled")
+    but not cxrlib, with a fake kagglehub of its own."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp / "env")], check=True)
+    python = tmp / "env" / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    (site / "preinstalled.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (site / "kagglehub").mkdir()
+    (site / "kagglehub" / "__init__.py").write_text(
+        "def dataset_download(handle):\n    raise RuntimeError('no network in this test')\n"
+        "competition_download = dataset_download\n"
+    )
+    info = site / "kagglehub-1.0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kagglehub\nVersion: 1.0.0\n")
+    return python, site
+
+
+def test_a_fresh_colab_installs_the_kit_from_the_setup_cell_and_trains(tmp_path):
+    python, site = _scratch_python(tmp_path)
+    missing = subprocess.run([python, "-c", "import cxrlib"], cwd=tmp_path, capture_output=True)
+    assert missing.returncode != 0
+    kernels = tmp_path / "jupyter" / "kernels" / "scratch"
+    kernels.mkdir(parents=True)
+    argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    spec = {"argv": argv, "display_name": "scratch", "language": "python"}
+    (kernels / "kernel.json").write_text(json.dumps(spec))
+    content = tmp_path / "content"  # Colab's working folder
+    content.mkdir()
+    shutil.copy(PROJECT_ROOT / "notebooks" / "03_train_cxr11.ipynb", content)
+    env = _clean_env(
+        COLAB_RELEASE_TAG="release-colab-test",
+        COLAB_GPU="0",
+        CXRLIB_REPOSITORY=str(_origin(tmp_path)),
+        JUPYTER_PATH=str(tmp_path / "jupyter"),
+        PIP_NO_INDEX="1",  # offline: every dependency is there already, or the test fails
+        PIP_NO_BUILD_ISOLATION="0",  # (pip's spelling of --no-build-isolation)
+    )
+    # three phantom epochs of one small model
+    papermill = [sys.executable, "-m", "papermill", "03_train_cxr11.ipynb", "out.ipynb"]
+    args = ["-k", "scratch", "--cwd", str(content), "-p", "EPOCHS", "3"]
+    args += ["-p", "PHANTOM_IMAGES", "120", "-y", "MODELS: [resnet34]"]
+    result = subprocess.run(
+        [*papermill, *args],
+        cwd=content,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (content / "cxr-kit" / "run_all.sh").is_file()  # cloned at the release tag
+    # installed into the scratch environment, not editable; torch and Jupyter untouched
+    assert (site / "cxrlib" / "train" / "loop.py").is_file()  # every layer is installed
+    installed = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+    assert installed == {"cxrlib", "kagglehub"}, installed
+    # results, runs and data under the working folder, never in site-packages
+    table = pd.read_csv(content / "results" / "smoke" / "tables" / "auc_cxr11_paper.csv")
+    assert "resnet34" in " ".join(map(str, table.columns)) + " ".join(map(str, table.iloc[:, 0]))
+    assert list((content / "runs" / "smoke" / "cxr11").rglob("metrics.json"))
+    assert (content / "open_data" / "phantom").is_dir()
+    assert not any((site / name).exists() for name in ("results", "runs", "open_data"))
+
+
+def _kaggle_input(tmp: Path) -> Path:
+    """The two datasets where Kaggle mounts them (phantoms in the real layouts)."""
+    from cxrlib.data.phantom import PhantomSpec, generate_phantom
+
+    base = tmp / "kaggle" / "input"
+    for dataset, mount in (
+        ("cxr14", base / "data"),
+        ("cxr11", base / "ranzcr-clip-catheter-line-classification"),
+    ):
+        folder = generate_phantom(PhantomSpec(dataset, num_images=40, image_size=64), tmp)
+        mount.parent.mkdir(parents=True, exist_ok=True)
+        folder.rename(mount)
+    return base
+
+
+def test_on_kaggle_run_all_chooses_the_attached_data_and_the_paper_profile(tmp_path):
+    base = _kaggle_input(tmp_path)
+    env = _clean_env(
+        CXRLIB_KAGGLE_INPUT=str(base),
+        KAGGLE_KERNEL_RUN_TYPE="Interactive",
+        CXRLIB_RESULTS_DIR=str(tmp_path / "results"),
+        CXRLIB_DATA_DIR=str(tmp_path / "data"),
+    )
+    result = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "run_all.sh"), "--python", sys.executable, "--only", "00"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"cxr14: real data at {base / 'data'} (Kaggle input)" in result.stdout
+    assert "cxr11: real data at" in result.stdout and "profile 'paper'" in result.stdout
+    table = pd.read_csv(tmp_path / "results" / "paper" / "tables" / "environment.csv")
+    values = dict(zip(table["item"], table["value"], strict=True))
+    assert values["profile"] == "paper"
+    assert values["CXR14 data"] == f"real data at {base / 'data'} (Kaggle input)"
+
+
+def test_a_time_limited_run_pauses_and_the_next_session_finishes_it_identically(tmp_path):
+    common = ["--python", sys.executable, "--profile", "smoke", "--only", "03"]
+    common += ["--set", "EPOCHS=100", "--set", "PHANTOM_IMAGES=120", "--yaml", "MODELS: [resnet34]"]
+
+    def run_all(runs: str, *extra: str) -> subprocess.CompletedProcess:
+        env = _clean_env(
+            CXRLIB_RESULTS_DIR=str(tmp_path / "results"),
+            CXRLIB_DATA_DIR=str(tmp_path / "data"),
+            CXRLIB_RUNS_DIR=str(tmp_path / runs),
+        )
+        return subprocess.run(
+            ["bash", str(PROJECT_ROOT / "run_all.sh"), *common, *extra],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    straight = run_all("straight")  # also writes the phantom and its cache: later starts are quick
+    assert straight.returncode == 0, straight.stdout[-2000:]
+    run = tmp_path / "sessions" / "smoke" / "cxr11" / "paper" / "resnet34" / "seed0"
+    executed = tmp_path / "results" / "smoke" / "executed" / "03_train_cxr11.ipynb"
+
+    # session 1: the notebook's own limit, 15 s after its config cell (the imports and the
+    # cached data take a few; 100 epochs about 35 s here): a pause mid-training
+    first = run_all("sessions", "--set", "TIME_LIMIT_MINUTES=0.25")
+    assert first.returncode == PAUSED_EXIT_STATUS, first.stdout[-2000:] + first.stderr[-2000:]
+    assert f"==> {PAUSED}" in first.stdout
+    assert "skipped: training paused" in executed.read_text()  # later cells said so, no error
+    assert (run / "last.pt").is_file() and not (run / "metrics.json").exists()
+    # session 2: run_all's limit, already over when the notebook starts: nothing is lost
+    second = run_all("sessions", "--time-limit-minutes", "0.01")
+    assert second.returncode == PAUSED_EXIT_STATUS and "resnet34 (" in second.stdout
+    # session 3: no limit; it resumes and ends exactly as the uninterrupted run
+    third = run_all("sessions")
+    assert third.returncode == 0, third.stdout[-2000:]
+    assert "resumed at epoch" in (run / "train.log").read_text()
+    done = tmp_path / "straight" / "smoke" / "cxr11" / "paper" / "resnet34" / "seed0"
+    predictions = "test_predictions.csv"
+    assert (run / predictions).read_bytes() == (done / predictions).read_bytes()

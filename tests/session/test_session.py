@@ -1,0 +1,86 @@
+"""Sessions that end: folders from notebook parameters, one deadline, a clean pause."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cxrlib.core import clock
+from cxrlib.core.config import ConfigError, load_config
+from cxrlib.core.paths import FOLDER_ENV
+from cxrlib.paper.experiments import train_models
+from cxrlib.session import config_and_extras
+from cxrlib.session.time_limit import set_time_limit
+
+TINY = {"epochs": 1, "phantom_images": 40, "model": "resnet34"}
+
+
+def test_folder_parameters_set_the_folders(tmp_path, monkeypatch):
+    for env in FOLDER_ENV.values():
+        monkeypatch.delenv(env, raising=False)
+    from cxrlib.core.paths import data_root, runs_root
+
+    config_and_extras(
+        {"PROFILE": "smoke", "RUNS_DIR": str(tmp_path / "r"), "DATA_DIR": str(tmp_path / "d")}
+    )
+    assert runs_root() == tmp_path / "r" and data_root() == tmp_path / "d"
+    with pytest.raises(ConfigError, match="TIME_LIMIT_MINUTES must be > 0"):
+        config_and_extras({"PROFILE": "smoke", "TIME_LIMIT_MINUTES": 0})
+    with pytest.raises(ConfigError, match="RUNS_DIR must be str"):
+        config_and_extras({"PROFILE": "smoke", "RUNS_DIR": 3})
+
+
+def test_the_earliest_deadline_counts(monkeypatch):
+    monkeypatch.delenv(clock.DEADLINE_ENV, raising=False)
+    set_time_limit(None)
+    assert clock.deadline() is None
+    set_time_limit(10)
+    assert clock.deadline() == pytest.approx(time.time() + 600, abs=5)
+    monkeypatch.setenv(clock.DEADLINE_ENV, str(time.time() + 60))
+    assert clock.deadline() == pytest.approx(time.time() + 60, abs=5)
+    assert clock.deadline(0.5) == pytest.approx(time.time() + 30, abs=5)
+    set_time_limit(None)
+
+
+def test_past_the_deadline_no_run_starts_and_the_pause_is_announced(
+    isolated_outputs, monkeypatch, capsys
+):
+    pause_file = isolated_outputs / "paused.txt"
+    monkeypatch.setenv(clock.PAUSE_FILE_ENV, str(pause_file))
+    monkeypatch.setenv(clock.DEADLINE_ENV, str(time.time() - 1))
+    runs = train_models(load_config("smoke", **TINY), "cxr11", ["resnet34"], progress=False)
+    assert not runs["resnet34"].finished
+    assert not (runs["resnet34"].folder / "last.pt").exists()
+    assert "paused — run again to resume" in capsys.readouterr().out
+    assert "resnet34 (seed 0: not started)" in pause_file.read_text()
+
+
+def test_a_folder_parameter_set_back_to_none_means_the_default_again(tmp_path, monkeypatch):
+    """A kernel that ran the notebook with RUNS_DIR set, then with None, uses ./runs again;
+    a folder set outside (./run_all.sh --runs-dir) is left alone."""
+    from cxrlib.core.paths import project_root, runs_root
+
+    monkeypatch.delenv("CXRLIB_RUNS_DIR", raising=False)
+    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": str(tmp_path / "drive")})
+    assert runs_root() == tmp_path / "drive"
+    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": None})
+    assert runs_root() == project_root() / "runs"
+    monkeypatch.setenv("CXRLIB_RUNS_DIR", str(tmp_path / "outside"))
+    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": None})
+    assert runs_root() == tmp_path / "outside"
+
+
+def test_a_table_label_names_each_dataset_when_only_one_is_real(isolated_outputs, monkeypatch):
+    from cxrlib.paper.outputs import PHANTOM_NOTE, data_label
+
+    nih = isolated_outputs / "nih"
+    nih.mkdir()
+    (nih / "Data_Entry_2017.csv").write_text("x")
+    config = load_config("smoke")
+    assert data_label(config) == PHANTOM_NOTE
+    monkeypatch.setenv("CXR14_ROOT", str(nih))
+    config = load_config("smoke")
+    assert data_label(config, "cxr14") == "real data, paper split"
+    assert data_label(config, "cxr11") == PHANTOM_NOTE
+    assert data_label(config) == f"CXR14: real data; CXR11: {PHANTOM_NOTE}; paper split"

@@ -1,0 +1,77 @@
+"""The global batch, precision choice and the fixed patient split of SPLIT_SEED."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from cxrlib.core.config import ConfigError, load_config
+from cxrlib.train.runtime import micro_batch_size, resolve_precision
+
+
+def test_batch_size_is_the_global_batch_over_processes_and_accumulation():
+    assert micro_batch_size(32, world_size=1, grad_accum=1) == 32
+    assert micro_batch_size(32, world_size=4, grad_accum=1) == 8  # 4 GPUs x 8
+    assert micro_batch_size(32, world_size=2, grad_accum=2) == 8  # 2 GPUs x 2 steps x 8
+    with pytest.raises(ConfigError, match=r"divisible by the number of processes \(3\)"):
+        micro_batch_size(32, world_size=3, grad_accum=1)
+
+
+def test_precision_auto_is_fp32_on_cpu_and_explicit_values_stay():
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
+
+
+def test_runs_with_other_seeds_share_the_patient_split(isolated_outputs):
+    from cxrlib.data.prepare import prepare_dataset
+
+    warnings.simplefilter("ignore", UserWarning)
+    base = {"phantom_images": 120, "split": "patient"}
+    first = prepare_dataset(load_config("smoke", seed=0, **base), "cxr11", progress=False)
+    other = prepare_dataset(load_config("smoke", seed=5, **base), "cxr11", progress=False)
+    assert first.split_hash() == other.split_hash()
+    moved = prepare_dataset(
+        load_config("smoke", seed=0, split_seed=1, **base), "cxr11", progress=False
+    )
+    assert moved.split_hash() != first.split_hash()
+
+
+def test_a_t4_gets_fp16_with_a_scaler_and_an_ampere_gpu_bf16(monkeypatch):
+    """``torch.cuda.is_bf16_supported()`` says yes on a T4 (emulated): the capability decides."""
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: (7, 5))  # T4
+    assert resolve_precision("auto", cuda) == "fp16"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: (8, 0))  # A100
+    assert resolve_precision("auto", cuda) == "bf16"
+
+
+def test_accumulation_grows_until_a_micro_batch_fits_and_the_global_batch_stays():
+    from cxrlib.train.runtime import Runtime, fit_grad_accum
+
+    tried = []
+
+    def step(micro: int) -> int:  # stands for a GPU on which 8 images fit
+        tried.append(micro)
+        if micro > 8:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return micro * 2**20
+
+    runtime = fit_grad_accum(Runtime(torch.device("cpu"), micro_batch=32, grad_accum=1), step)
+    assert (runtime.grad_accum, runtime.micro_batch, runtime.global_batch) == (4, 8, 32)
+    assert tried == [32, 16, 8]
+    with pytest.raises(ConfigError, match="one image per micro-batch does not fit"):
+        fit_grad_accum(
+            Runtime(torch.device("cpu"), micro_batch=4),
+            lambda _: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError()),
+        )
+
+
+def test_defaults_choose_for_the_machine():
+    from cxrlib.train.runtime import setup_runtime
+
+    config = load_config("paper")
+    assert config.train.grad_accum is None and config.train.num_workers is None
+    runtime = setup_runtime(config)  # this CPU: no probe, no workers
+    assert (runtime.grad_accum, runtime.num_workers, runtime.precision) == (1, 0, "fp32")
