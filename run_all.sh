@@ -41,7 +41,10 @@ Options:
   --results-dir DIR      outputs (default ./results; env CXRLIB_RESULTS_DIR)
   --runs-dir DIR         training runs and checkpoints (default ./runs; env CXRLIB_RUNS_DIR)
   --data-dir DIR         split files, phantom data, image caches (default ./open_data;
-                         env CXRLIB_DATA_DIR)
+                         env CXRLIB_DATA_DIR). On Colab/Kaggle the three default to
+                         results/, runs/ and open_data/ beside the clone (/content/...,
+                         /kaggle/working/...), where the notebooks' badges write too; a
+                         folder under /content/drive needs Drive mounted first.
   --python PATH          use this Python interpreter as is, installing nothing
                          (env CXRLIB_PYTHON)
   -h, --help             show this help
@@ -186,6 +189,14 @@ PYEOF
 }
 if [[ -z "$PYTHON" ]]; then ensure_installed; fi
 export CXRLIB_HOME="$ROOT"
+if [[ "$ON_PLATFORM" == 1 && "$MODE" == "run" ]]; then
+  # Colab/Kaggle: the folders the notebooks' badge route uses, beside the clone
+  # (/content/results, /kaggle/working/results, ...), so that both routes share them
+  parent="$(dirname "$ROOT")"
+  export CXRLIB_RESULTS_DIR="${CXRLIB_RESULTS_DIR:-$parent/results}"
+  export CXRLIB_RUNS_DIR="${CXRLIB_RUNS_DIR:-$parent/runs}"
+  export CXRLIB_DATA_DIR="${CXRLIB_DATA_DIR:-$parent/open_data}"
+fi
 
 if [[ "$MODE" == "setup" ]]; then
   echo "==> environment ready: $PY"

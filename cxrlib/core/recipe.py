@@ -3,7 +3,9 @@
 Source: the configs released with CTransCNN (X. Wu et al., Knowledge-Based Systems 281:111030,
 2023), github.com/wuliwuxin/CTransCNN at commit ``0448b22``:
 ``configs/NIH_ChestX-ray14_CTransCNN.py`` (CXR14) and ``configs/ChestX-ray11_CTransCNN.py``
-(CXR11). The hybrid CheXNet (Wu et al., PRCV 2023) states the same recipe; it released no code.
+(CXR11), and their ``tools/train.py`` (one GPU). The hybrid CheXNet (Wu et al., PRCV 2023) gives
+no training settings -- neither the paper nor its supplement -- and released no code: using
+CTransCNN's configs for CheXNet too is our reading (same authors, same datasets and splits).
 
 Both configs give the same values -- AdamW betas are (0.5, 0.999) on CXR11 as well as on CXR14
 (CXR11 config, line 96; an earlier reading that gave 0.9 for CXR11 was wrong). The paper
@@ -39,8 +41,8 @@ class RecipeValue:
 RECIPE: dict[str, RecipeValue] = {
     "drop_path": RecipeValue(0.1, "drop_path_rate=0.1", {"cxr14": 8, "cxr11": 8}),
     "image_size": RecipeValue(224, "size=(224, 224)", {"cxr14": 34, "cxr11": 34}),
-    # samples_per_gpu=32 is per GPU; the paper states batch 32 and one GPU, so the global
-    # batch is 32 (see BATCH_SIZE in cxrlib.core.config)
+    # samples_per_gpu=32 is per GPU; the authors' config and train.py run one GPU, so the
+    # global batch is 32 (see BATCH_SIZE in cxrlib.core.config)
     "batch_size": RecipeValue(32, "samples_per_gpu=32", {"cxr14": 58, "cxr11": 58}),
     "lr": RecipeValue(1e-3, "lr=1e-3", {"cxr14": 89, "cxr11": 93}),
     "weight_decay": RecipeValue(0.05, "weight_decay=0.05", {"cxr14": 90, "cxr11": 94}),

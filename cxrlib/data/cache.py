@@ -25,6 +25,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
@@ -231,8 +232,10 @@ def _older_caches(cache_root: Path, name: str, size: int, final: Path) -> list[P
 def _remove_partials(cache_root: Path, name: str) -> None:
     """Unfinished builds of ``name`` (this version's ``<name>.partial`` and the per-key
     ``<name>-<key>.partial`` of earlier versions): a finished cache of the data exists."""
+    pattern = re.compile(re.escape(name) + r"(-[0-9a-f]{16})?\.partial")
     for folder in Path(cache_root).glob(f"{name}*.partial"):
-        shutil.rmtree(folder, ignore_errors=True)
+        if pattern.fullmatch(folder.name):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass

@@ -62,6 +62,8 @@ class KaggleSource:
     kind: str  #: "dataset" or "competition" (a competition needs its rules accepted)
     handle: str  #: e.g. "nih-chest-xrays/data"
     gigabytes: float  #: about the size of its files on Kaggle
+    #: where the download fits, for a user whose disk is too small (e.g. free Colab's 60-78 GB)
+    route: str = ""
 
     @property
     def url(self) -> str:
@@ -153,7 +155,14 @@ CXR14 = DatasetDef(
     file_pattern=r"^\d{8}_\d{3}\.png$",
     file_look="an NIH ChestX-ray14 PNG",
     kaggle=("nih-chest-xrays/data", "data", "nih-chest-xrays"),
-    download=KaggleSource("dataset", "nih-chest-xrays/data", 45.0),
+    download=KaggleSource(
+        "dataset",
+        "nih-chest-xrays/data",
+        45.0,
+        route="It does not fit a free Colab VM (60-78 GB of disk): on Kaggle, attach the "
+        "dataset nih-chest-xrays/data to the notebook instead (nothing is downloaded), or use a "
+        "machine with about 100 GB free.",
+    ),
     root_parameter="cxr14_root",
     split_files=SplitFiles(
         folder="chest14",
@@ -193,7 +202,13 @@ CXR11 = DatasetDef(
     file_pattern=r"^1\.2\.826\.[\d.]+\.jpe?g$",
     file_look="a RANZCR CLiP JPEG",
     kaggle=("ranzcr-clip-catheter-line-classification", "ranzcr-clip"),
-    download=KaggleSource("competition", "ranzcr-clip-catheter-line-classification", 12.0),
+    download=KaggleSource(
+        "competition",
+        "ranzcr-clip-catheter-line-classification",
+        12.0,
+        route="It fits a Colab VM once about 24 GB are free; on Kaggle, attach the competition "
+        "instead (nothing is downloaded).",
+    ),
     root_parameter="cxr11_root",
     split_files=SplitFiles(
         folder="chest11",

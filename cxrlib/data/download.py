@@ -62,8 +62,8 @@ def download(dataset: str) -> Path:
         folder,
         int(SPACE_FACTOR * source.gigabytes * GB),
         f"the {definition.title} download (its archive and the unpacked files at once)",
-        "free some space, or set DATA_DIR (--data-dir, $CXRLIB_DATA_DIR) or $KAGGLEHUB_CACHE "
-        "to a larger disk",
+        f"{source.route} Or free some space, or set DATA_DIR (--data-dir, $CXRLIB_DATA_DIR) or "
+        f"$KAGGLEHUB_CACHE to a larger disk",
     )
     os.environ.setdefault("KAGGLEHUB_CACHE", str(folder))
     print(

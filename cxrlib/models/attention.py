@@ -93,6 +93,12 @@ def attention_path() -> str:
     return "hand-written (no CUDA device, or USE_FLEX_ATTENTION off)"
 
 
+def _wants_flex(q: torch.Tensor) -> bool:
+    """Flex attention for this input: on a GPU, where this torch has it, unless it failed."""
+    usable = q.is_cuda and USE_FLEX_ATTENTION and _FLEX["failed"] is None
+    return usable and _flex_attention is not None
+
+
 def mmaef_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
 ) -> torch.Tensor:
@@ -104,8 +110,7 @@ def mmaef_attention(
     this torch, the hand-written form runs (with one warning) for the rest of the process.
     ``USE_FLEX_ATTENTION = False`` forces the hand-written form.
     """
-    usable = q.is_cuda and USE_FLEX_ATTENTION and _FLEX["failed"] is None
-    if usable and _flex_attention is not None:
+    if _wants_flex(q):
         if torch.compiler.is_compiling():  # inside a compiled model: its compiler fuses it
             _FLEX["ran"] = True
             return _flex_attention(q, k, v, score_mod=_sigmoid_score, scale=scale)

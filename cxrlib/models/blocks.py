@@ -228,15 +228,18 @@ def as_published(model: nn.Module) -> Iterator[nn.Module]:
 class TokensToCnn(nn.Module):
     """Tokens -> CNN (top-down). ``gated``: IIM's sigmoid refinement, else FCU.
 
-    Patch tokens (cls dropped) -> B×D×h×w -> 1x1 conv to mid, BN, ReLU -> bilinear upsampling to
-    the CNN map [+ sigmoid(1x1(ReLU(1x1(u))))].
+    Patch tokens (cls dropped) -> B×D×h×w -> 1x1 conv to mid, BN, ReLU -> up-sampling to the
+    CNN map [+ sigmoid(1x1(ReLU(1x1(u))))]. ``upsample``: ``bilinear`` (the authors' CTransCNN
+    code, ``mode='bilinear'`` in their FCUUp) or ``nearest`` (Conformer's FCUUp, which calls
+    ``F.interpolate`` with its default mode).
     """
 
-    def __init__(self, dim: int, mid: int, gated: bool) -> None:
+    def __init__(self, dim: int, mid: int, gated: bool, upsample: str = "bilinear") -> None:
         super().__init__()
         self.project = nn.Conv2d(dim, mid, 1)
         self.norm = _bn(mid)
         self.gated = gated
+        self.upsample = upsample
         if gated:
             self.refine = nn.Sequential(
                 nn.Conv2d(mid, mid, 1), nn.ReLU(), nn.Conv2d(mid, mid, 1), nn.Sigmoid()
@@ -246,5 +249,24 @@ class TokensToCnn(nn.Module):
         b, _, d = tokens.shape
         r = tokens[:, 1:].transpose(1, 2).reshape(b, d, *grid)  # (B, N, D) -> (B, D, h, w)
         r = F.relu(self.norm(self.project(r)))
-        u = F.interpolate(r, size=size, mode="bilinear", align_corners=False)
+        if self.upsample == "bilinear":
+            u = F.interpolate(r, size=size, mode="bilinear", align_corners=False)
+        else:
+            u = F.interpolate(r, size=size, mode="nearest")
         return u + self.refine(u) if self.gated else u
+
+
+class ConvToKeys(nn.Module):
+    """The CNN branch's map as keys and values for MEMSP's cross-attention (``label_kv='conv'``:
+    the paper's "conv-extracted image features"): average-pooled to the token grid, a 1x1 conv
+    to the token width, LayerNorm. B×C×H×W -> B×(H/s·W/s)×D."""
+
+    def __init__(self, channels: int, dim: int, stride: int) -> None:
+        super().__init__()
+        self.pool = nn.AvgPool2d(stride, stride) if stride > 1 else nn.Identity()
+        self.project = nn.Conv2d(channels, dim, 1)
+        self.norm = nn.LayerNorm(dim, eps=LN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keys = self.project(self.pool(x)).flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, N, D)
+        return self.norm(keys)

@@ -13,6 +13,11 @@ Switches (:class:`ArchConfig`), independent of each other:
 ``conv_block``     ``bottleneck`` (Conformer) | ``mbr`` (CTransCNN) | ``ib`` (CheXNet)
 ``coupling``       ``none`` (independent branches) | ``fcu`` (Conformer) | ``iim`` (gated)
 ``head_fusion``    ``weighted`` (0.9 CNN + 0.1 token, CTransCNN) | ``sum`` (CheXNet, Conformer)
+``upsample``       tokens->CNN: ``bilinear`` (the authors' CTransCNN code) | ``nearest``
+                   (Conformer's FCUUp, F.interpolate's default)
+``token_stream``   ``on`` | ``off`` (no patch-token layers: MEMSP replaces the Transformer)
+``label_kv``       MEMSP's cross-attention reads ``tokens`` (patch tokens after each layer) |
+                   ``conv`` (the CNN branch's map at the token grid)
 =================  =========================================================================
 
 CheXNet (Wu et al., PRCV 2023) released no code; these are our interpretations, each kept
@@ -21,9 +26,14 @@ where the paper is silent to the CTransCNN/Conformer choice:
 1. The patch-token stream keeps one standard pre-norm encoder layer (softmax attention + FFN)
    per layer, so that CNN->tokens and tokens->CNN exchange with a real token stream; the paper
    does not say how patch tokens are updated.
-2. MEMSP runs K learnable label embeddings (trunc-normal, std 0.02) alongside the token stream,
+2. MEMSP runs K learnable label embeddings (trunc-normal, std 0.02) *beside* the token stream,
    one post-norm label layer per layer (self-attention, cross-attention to the patch tokens of
-   that layer, MSP, FFN), as drawn in the paper's Fig. 2.
+   that layer, MSP, FFN), as drawn in the paper's Fig. 2 -- the default reading, used by every
+   table, because Fig. 2 draws both streams and the IIM coupling needs tokens to exchange with.
+   The paper's text for M1 says MEMSP *replaces* the Transformer: that reading is registered as
+   ``<model>-replace`` for M1 and every model built on it (``token_stream='off'``; the label
+   decoder's cross-attention then reads the CNN maps, the paper's "conv-extracted image
+   features", ``label_kv='conv'``), and notebook 05 trains both readings of M1.
 3. The label head is one weight vector and bias per class applied to its own final embedding.
 4. Predictions are ``sigmoid(T + C)`` ("directly sums"); training puts the loss on each head
    (the CTransCNN recipe; the training issue makes it switchable).
@@ -39,7 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrlib.models.attention import FeedForward, LabelLayer, TokenLayer
-from cxrlib.models.blocks import CONV_BLOCKS, CnnToTokens, TokensToCnn
+from cxrlib.models.blocks import CONV_BLOCKS, CnnToTokens, ConvToKeys, TokensToCnn
 
 SWITCHES = {
     "attention": ("softmax", "mmaef"),
@@ -47,6 +57,9 @@ SWITCHES = {
     "conv_block": ("bottleneck", "mbr", "ib"),
     "coupling": ("none", "fcu", "iim"),
     "head_fusion": ("weighted", "sum"),
+    "upsample": ("bilinear", "nearest"),
+    "token_stream": ("on", "off"),
+    "label_kv": ("tokens", "conv"),
 }
 WEIGHTED_CONV_SHARE = 0.9  # CTransCNN's inference rule: 0.9 conv + 0.1 token logits
 
@@ -60,6 +73,9 @@ class ArchConfig:
     conv_block: str = "mbr"
     coupling: str = "iim"
     head_fusion: str = "weighted"
+    upsample: str = "bilinear"  #: tokens -> CNN up-sampling (Conformer: nearest)
+    token_stream: str = "on"  #: the patch-token layers (off: MEMSP replaces the Transformer)
+    label_kv: str = "tokens"  #: what MEMSP's cross-attention reads: patch tokens, or conv maps
     embed_dim: int = 384
     num_heads: int = 6
     depth: int = 12
@@ -81,6 +97,8 @@ class ArchConfig:
             raise ValueError(f"patch_size must be a multiple of 16; got {self.patch_size}")
         if self.embed_dim % self.num_heads:
             raise ValueError("embed_dim must be divisible by num_heads")
+        if self.token_stream == "off" and self.label_decoder == "off":
+            raise ValueError("token_stream 'off' needs a label decoder: it replaces the tokens")
 
     def switches(self) -> dict[str, str]:
         return {name: getattr(self, name) for name in SWITCHES}
@@ -128,35 +146,42 @@ class InteractionBlock(nn.Module):
         self.fusion_block = block(
             cout, cout, stride=2 if last else 1, project=last, drop_path=drop_path
         )
-        self.token_layer = TokenLayer(
-            arch.embed_dim, arch.num_heads, arch.attention, drop_path, arch.mlp_ratio
-        )
+        self.token_layer = None
+        if arch.token_stream == "on":
+            self.token_layer = TokenLayer(
+                arch.embed_dim, arch.num_heads, arch.attention, drop_path, arch.mlp_ratio
+            )
         self.pool = pool
         coupled = arch.coupling != "none"
         gated = arch.coupling == "iim"
         self.c2t = CnnToTokens(mid, arch.embed_dim, pool, gated) if coupled else None
-        self.t2c = TokensToCnn(arch.embed_dim, mid, gated) if coupled else None
-        self.label_layer = (
-            LabelLayer(
-                arch.embed_dim, arch.num_heads, arch.label_decoder == "memsp+msp", arch.mlp_ratio
-            )
-            if arch.label_decoder != "off"
-            else None
-        )
+        self.t2c = TokensToCnn(arch.embed_dim, mid, gated, arch.upsample) if coupled else None
+        self.label_layer = self.label_keys = None
+        if arch.label_decoder != "off":
+            msp = arch.label_decoder == "memsp+msp"
+            self.label_layer = LabelLayer(arch.embed_dim, arch.num_heads, msp, arch.mlp_ratio)
+            if arch.label_kv == "conv":  # the block's CNN map at the token grid (/2 after last)
+                self.label_keys = ConvToKeys(
+                    cout, arch.embed_dim, max(pool // (2 if last else 1), 1)
+                )
+
+    def _tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens if self.token_layer is None else self.token_layer(tokens)
 
     def forward(self, x, tokens, labels):
         x, x_mid = self.cnn_block(x)
         if self.c2t is None:
-            tokens = self.token_layer(tokens)
+            tokens = self._tokens(tokens) if tokens is not None else None
             x = self.fusion_block(x)[0]
         else:
             # the incoming cls token is inside both summands: it enters as 2·cls (reference)
-            tokens = self.token_layer(self.c2t(x_mid, tokens) + tokens)
+            tokens = self._tokens(self.c2t(x_mid, tokens) + tokens)
             h, w = x_mid.shape[-2:]
             fusion = self.t2c(tokens, size=(h, w), grid=(h // self.pool, w // self.pool))
             x = self.fusion_block(x, fusion)[0]
         if self.label_layer is not None:
-            labels = self.label_layer(labels, tokens[:, 1:])
+            keys = tokens[:, 1:] if self.label_keys is None else self.label_keys(x)
+            labels = self.label_layer(labels, keys)
         return x, tokens, labels
 
 
@@ -167,30 +192,20 @@ class DualBranchNet(nn.Module):
         super().__init__()
         self.arch = arch = arch or ArchConfig()
         self.num_classes = num_classes
-        dim, depth = arch.embed_dim, arch.depth
         stage1 = int(arch.base_channels * arch.channel_ratio)
         channels = (stage1, stage1 * 2, stage1 * 4)
-        rates = torch.linspace(0, arch.drop_path, depth).tolist()
+        rates = torch.linspace(0, arch.drop_path, arch.depth).tolist()
         pool = arch.patch_size // 4
-
         self.stem = nn.Sequential(
             nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(64),
             nn.ReLU(),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.conv1 = CONV_BLOCKS[arch.conv_block](64, stage1, stride=1, project=True)
-        self.patch_embed = nn.Conv2d(64, dim, kernel_size=pool, stride=pool)
-        self.tokens1 = TokenLayer(dim, arch.num_heads, arch.attention, rates[0], arch.mlp_ratio)
-        if arch.label_decoder != "off":
-            self.label_embed = nn.Parameter(torch.zeros(1, num_classes, dim))
-            self.labels1 = LabelLayer(
-                dim, arch.num_heads, arch.label_decoder == "memsp+msp", arch.mlp_ratio
-            )
-        blocks = []
-        per_stage = depth // 3
-        for layer in range(2, depth + 1):
+        self._first_layer(arch, stage1, pool, rates[0])
+        per_stage, blocks = arch.depth // 3, []
+        for layer in range(2, arch.depth + 1):
             stage = 0 if layer <= per_stage else (1 if layer <= 2 * per_stage else 2)
             first = layer in (per_stage + 1, 2 * per_stage + 1)
             blocks.append(
@@ -202,18 +217,41 @@ class DualBranchNet(nn.Module):
                     project=first,
                     pool=pool >> stage,  # tokens stay at 1/patch while the CNN map grows finer
                     drop_path=rates[layer - 1],
-                    last=layer == depth,
+                    last=layer == arch.depth,
                 )
             )
         self.blocks = nn.ModuleList(blocks)
-        self.conv_head = nn.Linear(channels[2], num_classes)
-        if arch.label_decoder == "off":  # the cls token feeds the token head
-            self.token_norm = nn.LayerNorm(dim)
-            self.token_head = nn.Linear(dim, num_classes)
-        else:  # one weight vector and bias per class, on that class's own embedding
-            self.label_weight = nn.Parameter(torch.zeros(num_classes, dim))
-            self.label_bias = nn.Parameter(torch.zeros(num_classes))
+        self._heads(arch, channels[2], num_classes)
         self._init_weights()
+
+    def _first_layer(self, arch: ArchConfig, stage1: int, pool: int, rate: float) -> None:
+        """Layer 1's token side: patch embedding and cls token (where tokens exist), its token
+        layer (with the token stream), the label embeddings and label layer (with MEMSP)."""
+        dim = arch.embed_dim
+        self.has_tokens = arch.token_stream == "on" or arch.coupling != "none"
+        if self.has_tokens:  # without token layers the cls slot stays zero: nothing reads it
+            self.patch_embed = nn.Conv2d(64, dim, kernel_size=pool, stride=pool)
+        if arch.token_stream == "on":
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.tokens1 = None
+        if arch.token_stream == "on":
+            self.tokens1 = TokenLayer(dim, arch.num_heads, arch.attention, rate, arch.mlp_ratio)
+        self.keys1 = None
+        if arch.label_decoder != "off":
+            self.label_embed = nn.Parameter(torch.zeros(1, self.num_classes, dim))
+            msp = arch.label_decoder == "memsp+msp"
+            self.labels1 = LabelLayer(dim, arch.num_heads, msp, arch.mlp_ratio)
+            if arch.label_kv == "conv":
+                self.keys1 = ConvToKeys(stage1, dim, pool)
+
+    def _heads(self, arch: ArchConfig, channels: int, num_classes: int) -> None:
+        self.conv_head = nn.Linear(channels, num_classes)
+        if arch.label_decoder == "off":  # the cls token feeds the token head
+            self.token_norm = nn.LayerNorm(arch.embed_dim)
+            self.token_head = nn.Linear(arch.embed_dim, num_classes)
+        else:  # one weight vector and bias per class, on that class's own embedding
+            self.label_weight = nn.Parameter(torch.zeros(num_classes, arch.embed_dim))
+            self.label_bias = nn.Parameter(torch.zeros(num_classes))
 
     # ---------------------------------------------------------------------------------------
     def _init_weights(self) -> None:
@@ -238,7 +276,8 @@ class DualBranchNet(nn.Module):
                 for linear in (m[0], m[2]):
                     nn.init.xavier_uniform_(linear.weight)
                     nn.init.normal_(linear.bias, std=1e-6)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.arch.token_stream == "on":
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
         if self.arch.label_decoder != "off":
             nn.init.trunc_normal_(self.label_embed, std=0.02)
             nn.init.trunc_normal_(self.label_weight, std=0.02)
@@ -263,11 +302,16 @@ class DualBranchNet(nn.Module):
         b = x.shape[0]
         base = self.stem(x)
         cnn = self.conv1(base)[0]
-        tokens = self.patch_embed(base).flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, N, D)
-        tokens = self.tokens1(torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1))
-        labels = None
+        tokens = labels = None
+        if self.has_tokens:
+            patches = self.patch_embed(base).flatten(2).transpose(1, 2)  # (B, D, h, w)->(B, N, D)
+            if self.tokens1 is None:  # no token layers: the cls slot is an unused zero
+                tokens = torch.cat([patches.new_zeros(b, 1, patches.shape[-1]), patches], dim=1)
+            else:
+                tokens = self.tokens1(torch.cat([self.cls_token.expand(b, -1, -1), patches], 1))
         if self.arch.label_decoder != "off":
-            labels = self.labels1(self.label_embed.expand(b, -1, -1), tokens[:, 1:])
+            keys = tokens[:, 1:] if self.keys1 is None else self.keys1(cnn)
+            labels = self.labels1(self.label_embed.expand(b, -1, -1), keys)
         for block in self.blocks:
             cnn, tokens, labels = block(cnn, tokens, labels)
         features = {

@@ -63,10 +63,14 @@ def model_card(
     profile: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """What a model file says about its model (plain types: loads with ``weights_only``)."""
+    """What a model file says about its model (plain types: loads with ``weights_only``),
+    including a dual-branch model's switch settings, so that it is rebuilt as it was trained
+    even if the registry's defaults change (e.g. Conformer's up-sampling)."""
+    spec = get_spec(name)
     return {
         "format": CARD_FORMAT,
         "model": name,
+        "switches": spec.arch.switches() if spec.arch is not None else {},
         "size": size,
         "image_size": image_size,
         "overrides": dict(overrides),
@@ -121,8 +125,9 @@ def load_model(
     card = card or read_card(checkpoint, path)
     classes = card["pretrained_cfg"]["classes"]
     wanted = num_classes or len(classes)
+    overrides = {**card.get("switches", {}), **card["overrides"]}  # as it was trained
     model = build_model(
-        card["model"], wanted, size=card["size"], image_size=card["image_size"], **card["overrides"]
+        card["model"], wanted, size=card["size"], image_size=card["image_size"], **overrides
     )
     weights = checkpoint["model"]
     if wanted != len(classes):

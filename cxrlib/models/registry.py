@@ -60,17 +60,22 @@ CONFORMER = ArchConfig(
     conv_block="bottleneck",
     coupling="fcu",
     head_fusion="sum",
+    upsample="nearest",  # Conformer's FCUUp: F.interpolate's default mode
 )
 #: CheXNet Table 3 (CXR11): Baseline = softmax encoder + bottleneck + no coupling; M1 = +MEMSP
 #: without MSP; M2 = Baseline with IB; M3 = M1 + IB; M4 = M2 + IIM; M5 = M3 + IIM; CheXNet = M5
-#: + MSP (models.md section 4).
+#: + MSP (models.md section 4). Conformer's up-sampling (nearest) where the model is Conformer's
+#: (Baseline-M3 have no coupling: it has nothing to up-sample there); the IIM coupling, taken
+#: from the authors' CTransCNN code, up-samples bilinearly (M4, M5, CheXNet).
 CHEXNET_BASELINE = ArchConfig(
     attention="softmax",
     label_decoder="off",
     conv_block="bottleneck",
     coupling="none",
     head_fusion="sum",
+    upsample="nearest",
 )
+IIM = {"coupling": "iim", "upsample": "bilinear"}
 CHEXNET_VARIANTS = {
     "chexnet_baseline": ("CheXNet Table 3 Baseline", CHEXNET_BASELINE),
     "chexnet_m1": (
@@ -79,15 +84,27 @@ CHEXNET_VARIANTS = {
     ),
     "chexnet_m2": ("Baseline with the IB conv block", replace(CHEXNET_BASELINE, conv_block="ib")),
     "chexnet_m3": ("M1 + IB", replace(CHEXNET_BASELINE, label_decoder="memsp", conv_block="ib")),
-    "chexnet_m4": ("M2 + IIM", replace(CHEXNET_BASELINE, conv_block="ib", coupling="iim")),
+    "chexnet_m4": ("M2 + IIM", replace(CHEXNET_BASELINE, conv_block="ib", **IIM)),
     "chexnet_m5": (
         "M3 + IIM",
-        replace(CHEXNET_BASELINE, label_decoder="memsp", conv_block="ib", coupling="iim"),
+        replace(CHEXNET_BASELINE, label_decoder="memsp", conv_block="ib", **IIM),
     ),
     "chexnet_tiny": (
         "CheXNet (PRCV 2023): MEMSP with MSP + IB + IIM, heads summed",
-        replace(CHEXNET_BASELINE, label_decoder="memsp+msp", conv_block="ib", coupling="iim"),
+        replace(CHEXNET_BASELINE, label_decoder="memsp+msp", conv_block="ib", **IIM),
     ),
+}
+#: The other reading of CheXNet's MEMSP: it *replaces* the Transformer (the paper's words for
+#: M1), so the patch-token layers are off and the label decoder's cross-attention reads the
+#: CNN branch's maps ("conv-extracted image features"); for every model built on M1.
+REPLACE_READING = {"token_stream": "off", "label_kv": "conv"}
+CHEXNET_REPLACE = {
+    f"{name}-replace": (
+        f"{text}; MEMSP replaces the token stream",
+        replace(arch, **REPLACE_READING),
+    )
+    for name, (text, arch) in CHEXNET_VARIANTS.items()
+    if arch.label_decoder != "off"
 }
 
 #: One block per stage at a quarter of the widths (the block type -- basic, bottleneck,
@@ -128,6 +145,7 @@ REGISTRY: dict[str, ModelSpec] = {
             "conformer_tiny", "Conformer-tiny (softmax + bottleneck + FCU, heads summed)", CONFORMER
         ),
         *(ModelSpec(name, text, arch) for name, (text, arch) in CHEXNET_VARIANTS.items()),
+        *(ModelSpec(name, text, arch) for name, (text, arch) in CHEXNET_REPLACE.items()),
         ModelSpec("resnet34", "ResNet-34", timm_name="resnet34", micro_kwargs=_RESNET_MICRO),
         ModelSpec("resnet50", "ResNet-50", timm_name="resnet50", micro_kwargs=_RESNET_MICRO),
         ModelSpec(

@@ -26,11 +26,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxrlib.core.config import load_config
+from cxrlib.core.config import Config, load_config
 from cxrlib.core.paths import project_root
 from cxrlib.data.datasets import get_dataset
 from cxrlib.models.factory import create_model
 from cxrlib.models.summary import forward_gflops
+from cxrlib.paper.items import seeded_models
 
 #: Dense peak TFLOP/s by GPU (vendor datasheets, sparsity not counted): bf16 and fp16 on the
 #: tensor cores, and "fp32" as fp32 runs there (TF32 where the GPU has it; this kit enables it).
@@ -147,17 +148,31 @@ def hours_table(
     for dataset in datasets:
         for model in models:
             count = (seeds or {}).get(model, 1)
-            row = {"dataset": dataset.upper(), "model": model, "runs": count}
+            row, bases = {"dataset": dataset.upper(), "model": model, "runs": count}, {}
             for device in HOURS_DEVICES:
-                hours, basis = run_hours(model, dataset, device, speeds, tables)
+                hours, bases[device] = run_hours(model, dataset, device, speeds, tables)
                 row[f"{device} h/run"] = round(hours, 1)
                 row[f"{device} h, all runs"] = round(hours * count, 1)
-                row[f"{device} basis"] = basis
+            same = len(set(bases.values())) == 1
+            row["basis"] = (
+                next(iter(bases.values()))
+                if same
+                else "; ".join(f"{device}: {basis}" for device, basis in bases.items())
+            )
             rows.append(row)
     table = pd.DataFrame(rows)
     total = {"dataset": "all", "model": "(the whole table)", "runs": int(table["runs"].sum())}
     for device in HOURS_DEVICES:
         total[f"{device} h/run"] = "–"
         total[f"{device} h, all runs"] = round(float(table[f"{device} h, all runs"].sum()), 1)
-        total[f"{device} basis"] = "sum of the rows"
+    total["basis"] = "sum of the rows"
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def expected_hours(config: Config, models: list[str], datasets: list[str]) -> pd.DataFrame:
+    """:func:`hours_table` of what a notebook trains under ``config``: each model on each
+    dataset, ``SEEDS`` times for the models of ``SEED_MODELS``, at the paper recipe (the hours
+    a paper-profile run of the notebook costs; the smoke profile takes minutes on a CPU)."""
+    seeded = set(seeded_models(config.train.seed_models))
+    seeds = {m: config.train.seeds if m in seeded else 1 for m in models}
+    return hours_table(models, [get_dataset(d).name for d in datasets], seeds)

@@ -45,7 +45,7 @@ def plot_roc_curves(run: RunResult, title: str) -> plt.Figure:
 
 def plot_training_curves(runs: dict[str, RunResult], title: str) -> plt.Figure:
     """Training loss and validation mean AUC per epoch, one line per run (first seeds)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for i, (name, run) in enumerate(runs.items()):
         history = run.history
         if history.empty:

@@ -26,10 +26,13 @@ CTRANSCNN_VARIANTS = (
     "ctranscnn_tiny-no_iim",
     "ctranscnn_tiny-no_coupling",
 )
-#: CheXNet Table 3: the baseline, M1-M5 and the full model.
+#: CheXNet Table 3: the baseline, M1-M5 and the full model -- MEMSP *beside* the token stream
+#: (the default reading) -- and M1 in the other reading, MEMSP *replacing* the Transformer
+#: (``cxrlib.models.dual_branch``; no published counterpart).
 CHEXNET_VARIANTS = (
     "chexnet_baseline",
     "chexnet_m1",
+    "chexnet_m1-replace",
     "chexnet_m2",
     "chexnet_m3",
     "chexnet_m4",

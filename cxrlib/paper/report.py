@@ -260,7 +260,7 @@ def _computation_section(every_run: pd.DataFrame) -> list[str]:
     return [
         "## How each run was computed",
         "",
-        _markdown(every_run[columns].astype(object).fillna("–")),
+        _markdown(every_run[columns].astype(object).where(every_run[columns].notna(), "–")),
         "",
         "## The papers' published mean AUC (for reference)",
         "",

@@ -56,7 +56,8 @@ def legend_outside(ax, anchor: tuple[float, float] = (1.02, 1.0)) -> None:
     """The axes' legend to the right of the data (nothing hidden under it), and a layout
     that leaves room for it."""
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=anchor, borderaxespad=0, frameon=False)
-    ax.figure.tight_layout()
+    if ax.figure.get_layout_engine() is None:  # a constrained layout makes room by itself
+        ax.figure.tight_layout()
 
 
 #: The CAM colour map (perceptually uniform, readable by colour-blind readers and in grey;

@@ -38,6 +38,9 @@ RESUME_TOLERANT = frozenset(
         "grad_accum",
         "seeds",  # how many runs a notebook trains, not how one run trains
         "seed_models",
+        # the evaluation's choice, not the training's: a finished run keeps the checkpoint it
+        # was tested with (metrics.json says which; both are scored)
+        "test_checkpoint",
     }
 )
 #: Parts of the data identity that must match on resume. The cache key is recorded too but

@@ -142,8 +142,24 @@ def _loader(config: Config, data: PreparedDataset, runtime: Runtime):
     )
 
 
+def _idle_gpus(runtime: Runtime) -> int:
+    """GPUs this machine has that no process of the run uses (Kaggle's T4×2 in one kernel)."""
+    if runtime.device.type != "cuda":
+        return 0
+    return max(torch.cuda.device_count() - runtime.world_size, 0)
+
+
 def _announce(trainer: Trainer, dataset: DatasetDef, resuming: bool) -> None:
     config, run, runtime, state = trainer.config, trainer.run, trainer.runtime, trainer.state
+    idle = _idle_gpus(runtime)
+    if idle and runtime.is_main:
+        run.log(
+            f"{idle} of this machine's GPUs stay idle: this process uses one. For all "
+            f"{idle + runtime.world_size}: torchrun --nproc_per_node="
+            f"{idle + runtime.world_size} -m cxrlib train --profile {config.profile} "
+            f"--dataset {dataset.name} --model {config.model.model} (same --set values); a "
+            f"notebook then reads the finished run back"
+        )
     if resuming:
         run.log(f"resumed at epoch {state.epoch + 1}, step {state.step}")
         return

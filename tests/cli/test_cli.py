@@ -67,3 +67,20 @@ def test_outputs_say_when_images_were_dropped():
 
     assert "ALLOW_MISSING_IMAGES" in data_label(load_config("paper", allow_missing_images=True))
     assert data_label(load_config("paper")) == "real data, paper split"
+
+
+def test_status_says_how_far_every_run_got(isolated_outputs, capsys):
+    """After a reconnect, when a notebook's output is gone: one line per run."""
+    from cxrlib.core.config import load_config
+    from cxrlib.train.run import train_run
+
+    tiny = {"phantom_images": 60, "epochs": 2, "model": "resnet34"}
+    train_run(load_config("smoke", **tiny), "cxr11", progress=False)
+    train_run(load_config("smoke", seed=1, **tiny), "cxr11", progress=False, max_steps=1)
+    capsys.readouterr()
+    assert main(["status", str(isolated_outputs / "runs")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert "resnet34/seed0: finished, test mean AUC" in lines[0]
+    assert "resnet34/seed1: started, no epoch finished yet of 2" in lines[1]
+    assert "train.log" in lines[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -146,3 +148,35 @@ def test_a_full_disk_gives_a_clear_message_and_no_cache(images, tmp_path, monkey
     ):
         build_cache([f"id{i}" for i in range(10)], images, 32, tmp_path / "c", "t", workers=0)
     assert not [p for p in (tmp_path / "c").iterdir() if not p.name.endswith(".partial")]
+
+
+def test_a_build_stopped_by_an_unreadable_image_resumes_once_it_is_replaced(
+    images, tmp_path, monkeypatch
+):
+    """As its message says: the partial build is kept, replacing the file resumes it (only
+    that file is decoded), and once the cache is finished no unfinished build is left."""
+    ids = [f"id{i}" for i in range(10)]
+    good = Path(images[4]).read_bytes()
+    with open(images[4], "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(ImageReadError, match="resumes where it stopped"):
+        build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
+    assert [p.name for p in (tmp_path / "c").iterdir()] == ["t.partial"]
+    with open(images[4], "wb") as handle:  # downloaded again: other size and mtime
+        handle.write(good)
+    decoded = _decode_counter(monkeypatch)
+    cache = build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
+    assert decoded == [images[4]]
+    assert not list((tmp_path / "c").glob("*.partial"))
+    for row, path in enumerate(images):
+        assert np.array_equal(cache.pixels[row], load_image(path, 32))
+
+
+def test_a_partial_build_of_an_earlier_version_is_removed_once_the_cache_exists(images, tmp_path):
+    ids = [f"id{i}" for i in range(10)]
+    stale = tmp_path / "c" / "t-0123456789abcdef.partial"  # named by key, as before
+    stale.mkdir(parents=True)
+    other = tmp_path / "c" / "tx.partial"  # another image set's build: left alone
+    other.mkdir()
+    build_cache(ids, images, 32, tmp_path / "c", "t", workers=0)
+    assert not stale.exists() and other.exists()

@@ -85,3 +85,17 @@ def test_label_combinations_from_real_vectors(tmp_path):
     spec = PhantomSpec("cxr11", num_images=20, image_size=64, label_source="authors")
     data = load_cxr11(generate_phantom(spec, tmp_path, real_vectors=real))
     assert (data.labels() == real[:20]).all()
+
+
+def test_nih_official_split_lists_in_the_real_format(phantoms):
+    """One image name per line, every image in one list, whole patients per list (as NIH's
+    train_val_list.txt and test_list.txt)."""
+    root = phantoms["cxr14"]
+    train_val = (root / "train_val_list.txt").read_text().splitlines()
+    test = (root / "test_list.txt").read_text().splitlines()
+    meta = pd.read_csv(root / "Data_Entry_2017.csv")
+    assert sorted(train_val + test) == sorted(meta["Image Index"])
+    assert all(name.endswith(".png") and "/" not in name for name in train_val + test)
+    patient = meta.set_index("Image Index")["Patient ID"]
+    assert not set(patient[train_val]) & set(patient[test])
+    assert 0.1 < len(test) / len(meta) < 0.3

@@ -100,3 +100,56 @@ def test_wrong_layouts_name_the_file_and_fix(tmp_path):
 def test_real_profile_without_roots_says_how_to_configure(isolated_outputs):
     with pytest.raises(FileNotFoundError, match="--cxr14-root"):
         prepare_dataset(load_config("paper"), "cxr14")
+
+
+def test_the_official_split_is_patient_disjoint_and_restricted_to_the_papers_images(config):
+    """SPLIT='official': NIH's lists, on the papers' abnormal images only, validation drawn
+    from train_val by patient with SPLIT_SEED; its sizes stand in the split table."""
+    from cxrlib.paper.data_summary import leakage_table, split_sizes_table
+
+    official = config.override(split="official")
+    data = prepare_dataset(official, "cxr14", progress=False)
+    root = _phantom_root(config, "cxr14")
+    test = set((root / "test_list.txt").read_text().split())
+    assert set(data.part("test")["image_id"]) == test & set(data.table["image_id"])
+    parts = {p: set(data.part(p)["patient_id"]) for p in ("train", "val", "test")}
+    assert not parts["train"] & parts["val"] and not parts["val"] & parts["test"]
+    assert len(data.part("val")) > 0
+    sizes = split_sizes_table({"cxr14": data})
+    assert "official (selected)" in set(sizes["split"]) and "paper" in set(sizes["split"])
+    leakage = leakage_table({"cxr14": data})
+    assert (leakage.loc[leakage["split"] == "official", "shared_patients"] == 0).all()
+    with pytest.raises(DatasetLayoutError, match="cxr11 has no official split"):
+        prepare_dataset(official, "cxr11", progress=False)
+
+
+def test_the_official_split_without_its_lists_names_them(config, tmp_path):
+    from cxrlib.data.splits import official_split
+
+    data = prepare_dataset(config, "cxr14", progress=False)  # the other splits need no lists
+    spec = get_dataset("cxr14").official_split
+    with pytest.raises(SplitFileError, match=r"needs .*test_list\.txt .*SPLIT='paper'"):
+        official_split(data.table, spec, tmp_path, required=True)
+    assert (official_split(data.table, spec, tmp_path, required=False) == "").all()
+
+
+def test_a_phantom_never_waits_for_the_network(config, monkeypatch):
+    """Preparing phantom data downloads nothing (not the authors' split files either): on a
+    machine whose network drops packets, that would be minutes of waiting per run."""
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the phantom path must not touch the network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    prepare_dataset(config, "cxr14", progress=False)
+    prepare_dataset(config, "cxr11", progress=False)
+
+
+def test_offline_a_split_file_download_fails_at_once_naming_the_folder(tmp_path, monkeypatch):
+    import urllib.request
+
+    monkeypatch.setenv("CXRLIB_OFFLINE", "1")
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("no wait"))
+    with pytest.raises(SplitFileError, match=r"CXRLIB_OFFLINE=1 forbids .* copy the authors'"):
+        get_dataset("cxr11").fetch_split_files(dest=tmp_path)

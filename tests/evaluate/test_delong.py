@@ -102,3 +102,25 @@ def test_p_values_below_resolution_are_never_zero():
     assert delong["p_value"] < 1e-10 and format_p(delong["p_value"]) != "0"
     assert format_p(0.0123) == "0.012" and format_p(3.4e-7) == "3.4e-07"
     assert format_p(0.0) == "< 1e-300" and format_p(None) == "–"
+
+
+def test_the_two_level_bootstrap_puts_training_variance_into_its_interval():
+    """Seeds that disagree (training variance) widen the interval of a comparison over seeds
+    and images beyond the paired bootstrap's, which holds the trained models fixed; with
+    identical seeds the two agree."""
+    from cxrlib.evaluate.statistics import two_level_bootstrap
+
+    rng = np.random.default_rng(3)
+    y, a, b = _data(rng, n=300)
+    noisy = np.stack([a + rng.normal(0, s, a.shape) for s in (0.2, 1.0, 2.0)])  # 3 seeds
+    steady = np.stack([a, a, a])
+    fixed = paired_bootstrap(y, noisy, b, resamples=1000)
+    both = two_level_bootstrap(y, noisy, b, resamples=1000)
+    assert both["difference"] == pytest.approx(fixed["difference"])
+    assert both["seeds"] == (3, 1)
+    assert both["ci_high"] - both["ci_low"] > 1.2 * (fixed["ci_high"] - fixed["ci_low"])
+    same = two_level_bootstrap(y, steady, b, resamples=1000)
+    one = paired_bootstrap(y, a, b, resamples=1000)
+    assert same["ci_low"] == pytest.approx(one["ci_low"]) and same["ci_high"] == pytest.approx(
+        one["ci_high"]
+    )

@@ -227,3 +227,93 @@ def test_exportable_adaptive_max_pooling_equals_the_librarys():
             assert torch.equal(
                 adaptive_max_pool2d(z, s), torch.nn.functional.adaptive_max_pool2d(z, s)
             )
+
+
+def test_each_models_up_sampling_is_its_source_code_s():
+    """Conformer's FCUUp calls F.interpolate with its default (nearest); the authors' CTransCNN
+    code asks for bilinear, and its fixture pins it; the IIM coupling taken from that code keeps
+    bilinear in CheXNet's M4, M5 and full model."""
+    from cxrlib.models import get_spec
+
+    expected = {
+        "conformer_tiny": "nearest",
+        "ctranscnn_tiny": "bilinear",
+        "ctranscnn_tiny-no_iim": "bilinear",
+        "chexnet_baseline": "nearest",
+        "chexnet_m3": "nearest",
+        "chexnet_m4": "bilinear",
+        "chexnet_m5": "bilinear",
+        "chexnet_tiny": "bilinear",
+    }
+    assert {name: get_spec(name).arch.upsample for name in expected} == expected
+    coupling = create_model("conformer_tiny", 5, size="micro").blocks[0].t2c
+    tokens = torch.randn(2, 1 + 4, coupling.project.in_channels)  # cls + a 2×2 grid
+    nearest = coupling(tokens, size=(8, 8), grid=(2, 2))
+    assert torch.equal(nearest[..., :4, :4], nearest[..., :4, :4][..., :1, :1].expand(-1, -1, 4, 4))
+    coupling.upsample = "bilinear"
+    assert not torch.allclose(coupling(tokens, size=(8, 8), grid=(2, 2)), nearest)
+
+
+def test_both_readings_of_chexnet_m1_are_models_of_their_own():
+    """'beside': MEMSP runs beside the token stream and reads its tokens (our default tables);
+    'replace': MEMSP replaces the Transformer -- no token layers, its cross-attention reads the
+    CNN maps. Registered for M1 and every model built on it; the parameter counts differ."""
+    from cxrlib.models import get_spec, list_models
+
+    for name in ("chexnet_m1", "chexnet_m3", "chexnet_m5", "chexnet_tiny"):
+        assert f"{name}-replace" in list_models()
+        arch = get_spec(f"{name}-replace").arch
+        assert (arch.token_stream, arch.label_kv) == ("off", "conv")
+        assert get_spec(name).arch.token_stream == "on"
+    beside = create_model("chexnet_m1", 11)
+    replace = create_model("chexnet_m1-replace", 11)
+    assert not any(
+        ".token_layer." in n or n.startswith("tokens1.") for n, _ in replace.named_parameters()
+    )
+    assert any(".label_keys." in n for n, _ in replace.named_parameters())
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(beside) > count(replace) > count(create_model("chexnet_baseline", 11))
+    x = torch.randn(2, 3, 64, 64)
+    micro = create_model("chexnet_m1-replace", 11, size="micro", image_size=64)
+    assert micro(x).logits.shape == (2, 11)
+    with pytest.raises(ValueError, match="needs a label decoder"):
+        from dataclasses import replace as with_
+
+        with_(get_spec("conformer_tiny").arch, token_stream="off")
+
+
+def test_a_flex_kernel_that_fails_in_backward_falls_back_once_and_training_goes_on(monkeypatch):
+    """A flex_attention that compiles its forward but not its backward (a compiler failure on
+    first backward) must not kill a run: one warning, the hand-written attention from then on,
+    and attention_path says so. (The GPU path, forced on the CPU with a stand-in kernel.)"""
+    from cxrlib.models import attention
+
+    class BackwardFails(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, q, k, v):
+            return attention.hand_written_attention(q, k, v, q.shape[-1] ** -0.5)
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise RuntimeError("triton: backward kernel could not be compiled")
+
+    monkeypatch.setattr(attention, "_wants_flex", lambda q: attention._FLEX["failed"] is None)
+    monkeypatch.setattr(
+        attention, "flex_kernel", lambda: lambda q, k, v, **_: BackwardFails.apply(q, k, v)
+    )
+    monkeypatch.setattr(
+        attention, "_FLEX", {"kernel": None, "checked": set(), "failed": None, "ran": False}
+    )
+    model = create_model("ctranscnn_tiny", 5, size="micro", image_size=64)
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.warns(RuntimeWarning, match="hand-written attention for the rest"):
+        loss = model(x).logits.sum()
+    loss.backward()  # the probe failed, not the run: the step's own backward is hand-written
+    assert attention.attention_path().startswith(
+        "hand-written (flex_attention failed: RuntimeError"
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        model(x).logits.sum().backward()

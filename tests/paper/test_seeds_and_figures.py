@@ -153,3 +153,90 @@ def test_notebooks_write_figures_only_through_save_figure(project_root):
     for path in sorted((project_root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
         assert "savefig" not in source, f"{path.name}: use cxrlib.paper.outputs.save_figure"
+
+
+@pytest.mark.slow
+def test_tables_a_person_can_read(seeded, monkeypatch):
+    """The papers' values always in their column, a Δ only for comparable runs, why a run is
+    not comparable said once under the table, CI columns headed "first seed", the p-values'
+    condition stated, a missing value "–" and never "nan"."""
+    runs, root = seeded
+    monkeypatch.setenv("CXRLIB_RESULTS_DIR", str(root / "results"))
+    table = auc_comparison(runs, "cxr11")
+    assert table.loc[table["class"] == "Mean", "resnet34 published"].item() == 79.34
+    assert set(table["resnet34 Δ"]) == {"–"}  # phantom runs: no difference
+    assert "ctranscnn_tiny 95% CI (first seed)" in table
+    note = table.attrs["note"]
+    assert note.count("phantom data") == 1 and "(all 2 models)" in note
+    assert "authors trained in fp32" in note
+    assert not any("comparable" in str(column) for column in table.columns)
+    assert max(len(str(c)) for c in table.iloc[0]) < 40  # no reason repeated in the cells
+    paired = variant_table(runs, "ctranscnn_tiny", "cxr11")
+    assert "treat the trained models as fixed" in paired.attrs["note"]
+    assert "Δ 95% CI (seeds and images)" in paired  # the comparison with training variance
+    config = load_config("smoke")
+    for name, frame in (("readable_auc", table), ("readable_paired", paired)):
+        text = save_table(frame, name, config).with_suffix(".md").read_text()
+        csv = save_table(frame, name, config).read_text()
+        assert "nan" not in text.lower() and "nan" not in csv.lower()
+
+
+def test_the_papers_p_values_and_printed_mean_discrepancies_are_facts_shown():
+    from cxrlib.paper.published import printed_mean_notes, published_p_value
+
+    assert published_p_value("resnet50", "cxr11") == 0.0435
+    assert published_p_value("conformer_tiny", "cxr11") is None
+    notes = " ".join(printed_mean_notes("cxr11"))
+    assert (
+        "chexnet_m2: the paper prints a mean AUC of 81.50; its per-class values average 81.43"
+        in notes
+    )
+    assert "convnext_tiny: CheXNet's table prints 75.97, CTransCNN's comparison 75.96" in notes
+
+
+def _drawn_texts(fig):
+    """The texts matplotlib draws: every visible, non-empty Text, but of the tick labels only
+    those of ticks inside their axis's view limits (the others exist and are not drawn)."""
+    ticks = {}
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks():
+                inside = low - 1e-9 <= tick.get_loc() <= high + 1e-9
+                ticks[id(tick.label1)] = ticks[id(tick.label2)] = inside
+    return [
+        t for t in fig.findobj(matplotlib.text.Text)
+        if t.get_visible() and t.get_text().strip() and ticks.get(id(t), True)
+    ]  # fmt: skip
+
+
+def _overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of drawn texts of ``fig`` whose boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t, t.get_window_extent(renderer)) for t in _drawn_texts(fig)]
+    boxes = [(t, box.shrunk(0.98, 0.9)) for t, box in boxes if box.width > 0]
+    return [
+        (a.get_text(), b.get_text())
+        for (a, ba), (b, bb) in itertools.combinations(boxes, 2)
+        # two rotated labels side by side: their upright boxes overlap, the letters do not
+        if ba.overlaps(bb) and not (a.get_rotation() and b.get_rotation())
+    ]
+
+
+@pytest.mark.slow
+def test_figures_have_no_overlapping_text(seeded, monkeypatch):
+    """The ablation bar chart's labels (once a two-line y-label that ran into the title), the
+    ROC, radar and training figures: no two texts drawn over each other."""
+    from cxrlib.paper.figures import plot_mean_auc
+
+    runs, _ = seeded
+    figures = {
+        "mean AUC": plot_mean_auc(runs, "ctranscnn ablation, cxr11: phantom data, not comparable"),
+        "training": plot_training_curves(
+            runs, "cxr11: phantom data, not comparable with the paper"
+        ),
+        "macro ROC": plot_macro_roc(runs, "cxr11: phantom data"),
+    }
+    for name, fig in figures.items():
+        assert _overlapping_texts(fig) == [], name

@@ -215,3 +215,83 @@ def test_a_time_limited_run_pauses_and_the_next_session_finishes_it_identically(
     done = tmp_path / "straight" / "smoke" / "cxr11" / "paper" / "resnet34" / "seed0"
     predictions = "test_predictions.csv"
     assert (run / predictions).read_bytes() == (done / predictions).read_bytes()
+
+
+COLAB_LIST = PROJECT_ROOT / "tests" / "session" / "environments" / "colab-2026-08.txt"
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """``name -> version`` of a constraints file (local labels such as ``+cu128`` dropped:
+    PyPI's torch 2.11.0 stands for Colab's 2.11.0+cu128 here)."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            out[name] = version.split("+")[0]
+    return out
+
+
+def test_installing_the_kit_on_colab_changes_no_preinstalled_package(tmp_path):
+    """The install plan of both routes -- the setup cell's (core) and ./run_all.sh --test's
+    (dev) -- in a simulated Colab: its packages as constraints, pip's resolver against PyPI.
+    Every package of the plan that Colab has keeps Colab's version (protobuf 5.29.6 stays:
+    onnx's newest would have moved it to 7.x)."""
+    colab = _pins(COLAB_LIST)
+    constraints = tmp_path / "colab.txt"
+    constraints.write_text("".join(f"{n}=={v}\n" for n, v in colab.items()))
+    for target in (str(PROJECT_ROOT), f"{PROJECT_ROOT}[dev]"):
+        report = tmp_path / "plan.json"
+        plan = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+             "--quiet", "--report", str(report), "-c", str(constraints), target],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        if "Network is unreachable" in plan.stderr or "NewConnectionError" in plan.stderr:
+            pytest.skip("PyPI is not reachable from here: the plan needs its metadata")
+        assert plan.returncode == 0, plan.stderr[-3000:]
+        installs = json.loads(report.read_text())["install"]
+        changed = {
+            item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
+            for item in installs
+        }
+        moved = {
+            n: (colab[n], v)
+            for n, v in changed.items()
+            if n in colab and v.split("+")[0] != colab[n]
+        }
+        assert moved == {}, moved
+        assert changed.get("protobuf", colab["protobuf"]) == "5.29.6"
+
+
+def test_run_all_on_colab_installs_no_extra_and_keeps_every_preinstalled_package(tmp_path):
+    """./run_all.sh in Colab's system Python: the kit alone (no 'dev', no 'lab') for the
+    notebooks, with every installed package pinned; the 'dev' extra only for --test."""
+    root = tmp_path / "kit"
+    (root / "cxrlib" / "session").mkdir(parents=True)
+    for rel in ("run_all.sh", "pyproject.toml", "cxrlib/session/preinstalled.py"):
+        shutil.copy2(PROJECT_ROOT / rel, root / rel)
+    log, bin_dir = tmp_path / "calls.log", tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python3"  # Colab's python3: records pip installs, runs the rest
+    fake.write_text(
+        f'#!/bin/sh\necho "$@" >> {log}\n'
+        'case "$*" in *"-m pip install"*|*"-m ipykernel install"*) exit 0;; esac\n'
+        f'exec {sys.executable} "$@"\n'
+    )
+    fake.chmod(0o755)
+    env = _clean_env(PATH=f"{bin_dir}:{os.environ['PATH']}", COLAB_RELEASE_TAG="release-test")
+    for variable in ("VIRTUAL_ENV", "CONDA_PREFIX", "CXRLIB_PYTHON"):
+        env.pop(variable, None)
+    for mode, extra in (("--setup", ""), ("--test", "[dev]")):
+        args = [mode] if mode == "--setup" else [mode, "--co", "-q"]  # no tests there: fine
+        run = subprocess.run(["bash", str(root / "run_all.sh"), *args], env=env,
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        installs = [line for line in log.read_text().splitlines() if "-m pip install" in line]
+        command = installs[-1]
+        assert command.endswith(f"-e {root}{extra}"), command
+        assert f"-c {root}/.cxrlib-env/constraints.txt" in command
+        assert "every preinstalled package is kept" in run.stdout
+        pins = (root / ".cxrlib-env" / "constraints.txt").read_text().splitlines()
+        assert len(pins) > 50 and any(p.startswith("torch==") for p in pins)
+        assert not any(p.startswith("cxrlib==") for p in pins)

@@ -84,3 +84,21 @@ def test_a_table_label_names_each_dataset_when_only_one_is_real(isolated_outputs
     assert data_label(config, "cxr14") == "real data, paper split"
     assert data_label(config, "cxr11") == PHANTOM_NOTE
     assert data_label(config) == f"CXR14: real data; CXR11: {PHANTOM_NOTE}; paper split"
+
+
+def test_on_colab_runs_on_the_vms_own_disk_get_one_warning(isolated_outputs, monkeypatch, capsys):
+    from cxrlib.core.platform import DRIVE_PATHS_ENV
+    from cxrlib.session import parameters
+
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-test")
+    monkeypatch.setattr(parameters, "_warned", set())
+    config_and_extras({"PROFILE": "smoke"})
+    out = capsys.readouterr().out
+    assert out.count("erased when the runtime disconnects") == 2  # runs and results
+    assert "drive.mount('/content/drive')" in out
+    config_and_extras({"PROFILE": "smoke"})
+    assert "erased" not in capsys.readouterr().out  # once per session
+    monkeypatch.setattr(parameters, "_warned", set())
+    monkeypatch.setenv(DRIVE_PATHS_ENV, str(isolated_outputs))  # both folders on Drive now
+    config_and_extras({"PROFILE": "smoke"})
+    assert "erased" not in capsys.readouterr().out

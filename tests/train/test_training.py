@@ -273,3 +273,28 @@ def test_the_checkpoint_saver_reports_a_failed_write(tmp_path, monkeypatch):
     saver.save_last({"model": {}, "state": {}})
     with pytest.raises(OSError, match="No space"):
         saver.close()
+
+
+def test_both_checkpoints_are_scored_and_the_chosen_one_is_the_result(isolated_outputs):
+    """TEST_CHECKPOINT: 'best' (the default) tests best.pt; 'last' tests the final epoch's
+    weights, written as final.pt, which the run's model then is. Either way the other one is
+    scored too, so that the report can show the difference."""
+    from cxrlib.runs.model import load_run_model
+
+    best = train_run(load_config("smoke", **TINY), "cxr11", progress=False)
+    assert best.metrics["test_checkpoint"] == "best" and best.metrics["tested_epoch"] >= 1
+    assert best.metrics["other_checkpoint"]["checkpoint"] == "last"
+    assert best.metrics["other_checkpoint"]["epoch"] == TINY["epochs"]
+    assert not (best.folder / "final.pt").exists()
+    config = load_config("smoke", test_checkpoint="last", seed=1, **TINY)
+    last = train_run(config, "cxr11", progress=False)
+    assert last.metrics["test_checkpoint"] == "last" and last.metrics["model_file"] == "final.pt"
+    assert last.metrics["tested_epoch"] == TINY["epochs"]
+    assert last.metrics["other_checkpoint"]["checkpoint"] == "best"
+    model = load_run_model(last.folder)[0]
+    assert model.card["epoch"] == TINY["epochs"] and model.card["test"] == last.metrics["test"]
+    # reading a finished run back with the other choice keeps what it was tested with
+    again = train_run(load_config("smoke", seed=1, **TINY), "cxr11", progress=False)
+    assert again.metrics["test_checkpoint"] == "last"
+    with pytest.raises(Exception, match="TEST_CHECKPOINT must be one of 'best', 'last'"):
+        load_config("smoke", test_checkpoint="first")
