@@ -274,7 +274,10 @@ def _add_hours_arguments(parser: argparse.ArgumentParser) -> None:
         "--models", nargs="+", help="registered models (default: CTransCNN, CheXNet)"
     )
     parser.add_argument(
-        "--dataset", nargs="+", default=["cxr11", "cxr14"], help="cxr11 and/or cxr14"
+        "--dataset",
+        nargs="+",
+        default=["cxr11", "cxr14"],
+        help="cxr11, cxr14 and/or csv:/path/to/labels.csv",
     )
 
 

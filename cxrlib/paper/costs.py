@@ -99,10 +99,22 @@ def executed_gflops(model: str, tables: Path | None = None) -> float:
     return forward_gflops(create_model(model, 14, "paper", 224), 224)
 
 
+def epoch_images(dataset: str) -> tuple[int, int, str]:
+    """Training and validation images of one epoch of ``dataset`` and a note: the papers' split
+    sizes for CXR11/CXR14; for your own CSV dataset every image it lists counted as a training
+    image (its split is drawn at training time), which bounds the cost from above."""
+    definition = get_dataset(dataset)
+    if definition.paper_split_sizes is not None:
+        train, val, _ = definition.paper_split_sizes
+        return train, val, ""
+    images = len(definition.read(definition.fixed_root).table)
+    return images, 0, f"all {images:,} images as training images: an upper bound"
+
+
 def run_tflop(model: str, dataset: str, epochs: int | None = None, tables=None) -> float:
     """TFLOP of one paper-recipe run: per epoch, 3 × forward FLOPs per training image and one
-    forward pass per validation image (the papers' split sizes)."""
-    train, val, _ = get_dataset(dataset).paper_split_sizes
+    forward pass per validation image (:func:`epoch_images`)."""
+    train, val, _ = epoch_images(dataset)
     epochs = epochs or PAPER.train.epochs
     return executed_gflops(model, tables) * (3 * train + val) * epochs / 1000
 
@@ -124,7 +136,7 @@ def measured_speeds(folder: Path | None = None) -> dict[tuple[str, str], float]:
 def run_hours(model: str, dataset: str, device: str, speeds=None, tables=None) -> tuple[float, str]:
     """Hours of one paper-recipe run of ``model`` on ``dataset`` on ``device``, and the basis
     of the figure (measured, scaled from a measurement, or a FLOPs estimate)."""
-    train, val, _ = get_dataset(dataset).paper_split_sizes
+    train, val, _ = epoch_images(dataset)
     images = (train + val / 3) * PAPER.train.epochs  # validation: one forward pass (1/3)
     precision = training_precision(device)
     speeds = measured_speeds() if speeds is None else speeds
@@ -143,12 +155,16 @@ def hours_table(
     models: list[str], datasets: list[str], seeds: dict[str, int] | None = None, tables=None
 ) -> pd.DataFrame:
     """Expected GPU hours on :data:`HOURS_DEVICES`: one row per model and dataset (one run,
-    and all its seeds' runs), then the whole table; every figure with its basis."""
+    and all its seeds' runs), then the whole table; every figure with its basis. ``datasets``:
+    names :func:`~cxrlib.data.datasets.get_dataset` knows (``csv:/path`` included)."""
     speeds, rows = measured_speeds(), []
     for dataset in datasets:
+        definition = get_dataset(dataset)
+        label = definition.name.upper() if definition.paper_split_sizes else definition.title
+        note = epoch_images(dataset)[2]
         for model in models:
             count = (seeds or {}).get(model, 1)
-            row, bases = {"dataset": dataset.upper(), "model": model, "runs": count}, {}
+            row, bases = {"dataset": label, "model": model, "runs": count}, {}
             for device in HOURS_DEVICES:
                 hours, bases[device] = run_hours(model, dataset, device, speeds, tables)
                 row[f"{device} h/run"] = round(hours, 1)
@@ -158,7 +174,7 @@ def hours_table(
                 next(iter(bases.values()))
                 if same
                 else "; ".join(f"{device}: {basis}" for device, basis in bases.items())
-            )
+            ) + (f" ({note})" if note else "")
             rows.append(row)
     table = pd.DataFrame(rows)
     total = {"dataset": "all", "model": "(the whole table)", "runs": int(table["runs"].sum())}
@@ -175,4 +191,4 @@ def expected_hours(config: Config, models: list[str], datasets: list[str]) -> pd
     a paper-profile run of the notebook costs; the smoke profile takes minutes on a CPU)."""
     seeded = set(seeded_models(config.train.seed_models))
     seeds = {m: config.train.seeds if m in seeded else 1 for m in models}
-    return hours_table(models, [get_dataset(d).name for d in datasets], seeds)
+    return hours_table(models, list(datasets), seeds)

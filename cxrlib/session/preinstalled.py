@@ -26,13 +26,15 @@ def normalise(name: str) -> str:
 
 def pins(exclude: tuple[str, ...] = ("cxrlib",)) -> list[str]:
     """``name==version`` of every installed distribution (local version labels such as
-    ``+cu128`` kept: pip matches them), sorted; ``exclude`` left out."""
+    ``+cu128`` kept: pip matches them), sorted; ``exclude`` left out. A distribution installed
+    twice (e.g. in the user site and the system's, as on Kaggle) is pinned at the version found
+    first on ``sys.path``: the one Python imports and pip sees as installed."""
     skip = {normalise(n) for n in exclude}
-    found = {}
-    for dist in distributions():
+    found: dict[str, str] = {}
+    for dist in distributions():  # in sys.path order
         name = dist.metadata["Name"]
         if name and normalise(name) not in skip:
-            found[normalise(name)] = f"{normalise(name)}=={dist.version}"
+            found.setdefault(normalise(name), f"{normalise(name)}=={dist.version}")
     return [found[k] for k in sorted(found)]
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from tests.conftest import PROJECT_ROOT
 
@@ -64,6 +65,7 @@ def _notebook(path: Path, code: str, parameters: str = 'PROFILE = "smoke"') -> N
     nbformat.write(nb, path)
 
 
+@pytest.mark.slow
 def test_failing_notebook_stops_the_run_and_names_the_executed_copy(tmp_path):
     """A copy of run_all.sh over three notebooks: the second fails, the third never runs."""
     project = tmp_path / "project"
@@ -90,6 +92,7 @@ def test_failing_notebook_stops_the_run_and_names_the_executed_copy(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_parameters_reach_the_notebooks_and_are_validated(tmp_path):
     """--set and --yaml arrive in the notebook; an unknown name fails the configuration step."""
     project = tmp_path / "project"

@@ -69,6 +69,7 @@ def test_only_a_paper_recipe_run_on_real_data_is_comparable(runs):
     assert reasons["cut short"] == "ran 2 of 300 epochs"
 
 
+@pytest.mark.slow
 def test_report_puts_only_comparable_runs_beside_published_numbers(runs):
     from cxrlib.paper.report import build_report
 
@@ -114,6 +115,7 @@ def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
+@pytest.mark.slow
 def test_report_columns_of_a_finished_an_unfinished_and_a_phantom_run(isolated_outputs):
     """Per row: the data, split, seeds, epochs run of planned, precision, global batch and the
     device hours the runs took; a missing run's cost measured where a run measured it."""
@@ -158,6 +160,7 @@ def test_report_columns_of_a_finished_an_unfinished_and_a_phantom_run(isolated_o
     assert resnet["cost of one run (paper recipe)"].endswith("A100 hours (FLOPs at 20% MFU)")
 
 
+@pytest.mark.slow
 def test_a_report_before_any_run(isolated_outputs):
     from cxrlib.paper.report import build_report
 

@@ -79,7 +79,7 @@ def test_paused_and_killed_runs_resume_to_byte_equal_predictions(
 def test_resume_with_other_settings_is_refused_naming_the_difference_and_the_flag(capsys):
     from cxrlib.cli import main
 
-    train_run(load_config("smoke", **TINY), "cxr11", progress=False, max_steps=1)
+    train_run(load_config("smoke", lr=2e-3, **TINY), "cxr11", progress=False, max_steps=1)
     with pytest.raises(RunConfigMismatchError, match=r"LR: run has 0\.002, now 0\.003.*--restart"):
         train_run(load_config("smoke", lr=3e-3, **TINY), "cxr11", progress=False)
     sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]

@@ -52,3 +52,25 @@ def test_the_profile_follows_the_data_when_none_is_given(isolated_outputs, monke
     monkeypatch.delenv("CXR14_ROOT")
     kaggle_ranzcr(isolated_outputs / "kaggle" / "competitions" / "ranzcr-clip")
     assert config_and_extras({"PROFILE": None})[0].profile == "paper"
+
+
+def test_preinstalled_pins_the_copy_python_imports_when_a_package_is_installed_twice(tmp_path):
+    """Kaggle has packages in the user site and the system site: the constraint must be the
+    version pip sees as installed (first on sys.path), or pip wants to 'install' the other one."""
+    import subprocess
+    import sys
+
+    from cxrlib.core.paths import project_root
+
+    for folder, version in (("first", "1.0.0"), ("second", "2.0.0")):
+        info = tmp_path / folder / f"somepkg-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: SomePkg\nVersion: {version}\n"
+        )
+    script = project_root() / "cxrlib" / "session" / "preinstalled.py"
+    env = {"PYTHONPATH": f"{tmp_path / 'first'}:{tmp_path / 'second'}"}
+    listed = subprocess.run(
+        [sys.executable, "-S", str(script)], capture_output=True, text=True, check=True, env=env
+    ).stdout.splitlines()
+    assert listed == ["somepkg==1.0.0"]

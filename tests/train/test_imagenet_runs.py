@@ -112,6 +112,7 @@ def test_scratch_vs_imagenet_table_pairs_the_runs(pair):
     assert table.set_index("model").loc["resnet50", "ImageNet mean AUC"] == "not run"
 
 
+@pytest.mark.slow
 def test_the_report_lists_imagenet_runs_with_their_cost(pair):
     import pandas as pd
 
@@ -145,6 +146,7 @@ def test_the_report_lists_imagenet_runs_with_their_cost(pair):
     assert ["CXR14", "paper", "ctranscnn_tiny"] in cells
 
 
+@pytest.mark.slow
 def test_a_run_from_imagenet_trains_resumes_without_the_file_and_loads(
     isolated_outputs, tmp_path, monkeypatch
 ):

@@ -88,7 +88,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(isolated_outputs, monkeypat
 
 
 def test_finished_run_is_not_redone_and_other_settings_are_refused(monkeypatch):
-    config = load_config("smoke", **TINY)
+    config = load_config("smoke", lr=2e-3, **TINY)
     first = train_run(config, "cxr11", progress=False)
     stamp = (first.folder / "metrics.json").stat().st_mtime_ns
     calls = []
