@@ -108,17 +108,25 @@ def paired_bootstrap(
     """
     y_true, a = _seeds(y_true, score_a)
     _, b = _seeds(y_true, score_b)
-
-    def mean_over_seeds(scores: np.ndarray) -> float:
-        return float(np.mean([paper_mean_auc(per_class_auc(y_true, s)) for s in scores]))
-
-    observed = mean_over_seeds(a) - mean_over_seeds(b)
     indices = _bootstrap_indices(len(y_true), resamples, seed)
 
     def resampled(scores: np.ndarray) -> np.ndarray:
         return np.mean([_paper_means(_resampled_auc(y_true, s, indices)) for s in scores], axis=0)
 
-    diffs = resampled(a) - resampled(b)
+    observed = _mean_over_seeds(y_true, a) - _mean_over_seeds(y_true, b)
+    return _difference_summary(observed, resampled(a) - resampled(b), (len(a), len(b)))
+
+
+def _mean_over_seeds(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The paper mean AUC of S×N×K scores, averaged over the S seeds."""
+    return float(np.mean([paper_mean_auc(per_class_auc(y_true, s)) for s in scores]))
+
+
+def _difference_summary(observed: float, diffs: np.ndarray, seeds: tuple[int, int]) -> dict:
+    """A bootstrap's answer about a mean-AUC difference: the observed value, the 95% percentile
+    interval of the R resampled ``diffs``, and the two-sided p-value (twice the smaller share on
+    either side of zero), floored at 1/R with ``p_below_resolution`` saying so."""
+    resamples = len(diffs)
     p = 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())
     return {
         "difference": float(observed),
@@ -127,7 +135,7 @@ def paired_bootstrap(
         "p_value": float(min(1.0, max(p, 1.0 / resamples))),
         "p_below_resolution": bool(p < 1.0 / resamples),
         "resamples": resamples,
-        "seeds": (len(a), len(b)),
+        "seeds": seeds,
     }
 
 
@@ -155,18 +163,8 @@ def two_level_bootstrap(
     pick_a = rng.integers(0, len(a), size=(len(a), resamples))  # seeds drawn per resample
     pick_b = rng.integers(0, len(b), size=(len(b), resamples))
     diffs = means_a[pick_a, columns].mean(axis=0) - means_b[pick_b, columns].mean(axis=0)
-    observed = np.mean([paper_mean_auc(per_class_auc(y_true, s)) for s in a]) - np.mean(
-        [paper_mean_auc(per_class_auc(y_true, s)) for s in b]
-    )
-    p = 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())
-    return {
-        "difference": float(observed),
-        "ci_low": float(np.percentile(diffs, 2.5)),
-        "ci_high": float(np.percentile(diffs, 97.5)),
-        "p_value": float(min(1.0, max(p, 1.0 / resamples))),
-        "resamples": resamples,
-        "seeds": (len(a), len(b)),
-    }
+    observed = _mean_over_seeds(y_true, a) - _mean_over_seeds(y_true, b)
+    return _difference_summary(observed, diffs, (len(a), len(b)))
 
 
 def _structural_components(y_k: np.ndarray, scores_k: np.ndarray) -> tuple[float, np.ndarray]:

@@ -12,7 +12,7 @@ Imports: core and data (normalisation constants); never runs, train or anything 
 """
 
 from cxrlib.models.dual_branch import ArchConfig, DualBranchNet, ModelOutput
-from cxrlib.models.factory import create_model, predict_proba
+from cxrlib.models.factory import create_model, predict_proba, reference_model
 from cxrlib.models.files import load_model, pretrained_cfg, save_model
 from cxrlib.models.reference import convert_reference_checkpoint
 from cxrlib.models.registry import REGISTRY, build_model, check_model, get_spec, list_models
@@ -31,5 +31,6 @@ __all__ = [
     "load_model",
     "predict_proba",
     "pretrained_cfg",
+    "reference_model",
     "save_model",
 ]

@@ -1,6 +1,7 @@
 """``create_model``: any registered model by name, as ``timm.create_model`` makes one -- from
 scratch (both papers), from ImageNet weights, or from a model file -- carrying its
-``pretrained_cfg`` (input size, normalisation, classes, fusion rule)."""
+``pretrained_cfg`` (input size, normalisation, classes, fusion rule); ``reference_model``: the
+one the authors' reference fixture describes, with its weights."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from cxrlib.core.errors import ModelFileError
 from cxrlib.models.files import load_model, pretrained_cfg
+from cxrlib.models.reference import convert_reference_checkpoint
 from cxrlib.models.registry import build_model
 
 
@@ -64,3 +66,25 @@ def predict_proba(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x).probabilities()
     finally:
         model.train(was_training)
+
+
+def reference_model(fixture: dict) -> nn.Module:
+    """``ctranscnn_tiny`` at the size of the authors' reference fixture (``shared/fixtures``),
+    with the fixture's weights loaded through :func:`convert_reference_checkpoint`: the model
+    notebook 02 and the faithfulness tests compare with the authors' outputs."""
+    arch = fixture["arch"]
+    model = create_model(
+        "ctranscnn_tiny",
+        fixture["num_classes"],
+        embed_dim=arch["embed_dims"],
+        depth=arch["depths"],
+        num_heads=arch["num_heads"],
+        channel_ratio=arch["channel_ratio"],
+        patch_size=fixture["patch_size"],
+        base_channels=fixture["base_channels"],
+        drop_path=fixture["drop_path_rate"],
+    )
+    state = {f"backbone.{k}": v for k, v in fixture["backbone_state_dict"].items()}
+    state |= {f"head.{k}": v for k, v in fixture["head_state_dict"].items()}
+    model.load_state_dict(convert_reference_checkpoint(state), strict=True)
+    return model

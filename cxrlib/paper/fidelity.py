@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from torch import nn
 
 from cxrlib.core.paths import project_root
-from cxrlib.models.factory import create_model
+from cxrlib.models.factory import reference_model
 from cxrlib.models.reference import convert_reference_checkpoint
 from cxrlib.train.losses import asl_focal_terms, multi_head_loss
 
@@ -33,26 +32,6 @@ def fixture_path() -> Path:
     if os.environ.get(FIXTURE_ENV):
         return Path(os.environ[FIXTURE_ENV])
     return project_root().parent / "shared" / "fixtures" / "ctranscnn_reference_fixture.pt"
-
-
-def reference_model(fixture: dict) -> nn.Module:
-    """``ctranscnn_tiny`` at the fixture's size, with the authors' weights loaded."""
-    arch = fixture["arch"]
-    model = create_model(
-        "ctranscnn_tiny",
-        fixture["num_classes"],
-        embed_dim=arch["embed_dims"],
-        depth=arch["depths"],
-        num_heads=arch["num_heads"],
-        channel_ratio=arch["channel_ratio"],
-        patch_size=fixture["patch_size"],
-        base_channels=fixture["base_channels"],
-        drop_path=fixture["drop_path_rate"],
-    )
-    state = {f"backbone.{k}": v for k, v in fixture["backbone_state_dict"].items()}
-    state |= {f"head.{k}": v for k, v in fixture["head_state_dict"].items()}
-    model.load_state_dict(convert_reference_checkpoint(state), strict=True)
-    return model
 
 
 def _row(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> dict:

@@ -58,21 +58,15 @@ def code_version() -> str:
     root = Path(__file__).resolve().parents[2]
     if not is_checkout(root):  # installed (site-packages): the package's version
         return f"cxrlib {metadata.version('cxrlib')}"
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(root), *args]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
+        commit = git("rev-parse", "--short=12", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").strip()
     except (OSError, subprocess.SubprocessError):
         return f"cxrlib {metadata.version('cxrlib')}"
     return f"git {commit}{'+dirty' if dirty else ''}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cxrlib.models import convert_reference_checkpoint, create_model
+from cxrlib.models import convert_reference_checkpoint, create_model, reference_model
 from cxrlib.train.losses import asl_focal_terms, multi_head_loss
 
 TOL = 1e-5
@@ -19,22 +19,8 @@ def fixture(shared_dir):
 
 @pytest.fixture
 def model(fixture):
-    arch = fixture["arch"]
-    model = create_model(
-        "ctranscnn_tiny",
-        fixture["num_classes"],
-        embed_dim=arch["embed_dims"],
-        depth=arch["depths"],
-        num_heads=arch["num_heads"],
-        channel_ratio=arch["channel_ratio"],
-        patch_size=fixture["patch_size"],
-        base_channels=fixture["base_channels"],
-        drop_path=fixture["drop_path_rate"],
-    )
-    state = {f"backbone.{k}": v for k, v in fixture["backbone_state_dict"].items()}
-    state |= {f"head.{k}": v for k, v in fixture["head_state_dict"].items()}
-    model.load_state_dict(convert_reference_checkpoint(state), strict=True)
-    return model
+    """ctranscnn_tiny at the fixture's size with the authors' weights (what notebook 02 uses)."""
+    return reference_model(fixture)
 
 
 def _close(a, b):
