@@ -75,6 +75,7 @@ def test_every_notebook_declares_its_outputs():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # so that the inner loop, -m "not slow" (which replaces "not e2e"), leaves it out
 def test_run_all_smoke_end_to_end(isolated_outputs):
     env = {**os.environ, "CXRLIB_PYTHON": sys.executable}
     result = subprocess.run(
