@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import nn
 
 from cxrlib.core.paths import project_root
 from cxrlib.models.factory import reference_model
@@ -46,6 +47,21 @@ def _row(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> dict:
     }
 
 
+def statistics_after_train_forward(
+    model: nn.Module, fixture: dict
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Our state dict after one train-mode forward of the fixture's input, and the authors'
+    BatchNorm statistics after the same forward, renamed to ours (the MBR block applies one
+    BatchNorm twice, so its running statistics are updated twice in both)."""
+    model.train()
+    with torch.no_grad():
+        model(fixture["input"])
+    expected = convert_reference_checkpoint(
+        {f"backbone.{k}": v for k, v in fixture["running_stats_after_one_train_forward"].items()}
+    )
+    return model.state_dict(), expected
+
+
 def fixture_differences(fixture: dict) -> pd.DataFrame:
     """The largest absolute difference of every output of the authors' implementation in the
     fixture: eval-mode features, both heads, the fused probabilities, the loss (per head and
@@ -64,13 +80,7 @@ def fixture_differences(fixture: dict) -> pd.DataFrame:
         _row("loss terms per head", terms, fixture["loss_asl_focal_per_head"]),
         _row("loss", multi_head_loss(heads, fixture["target"]), fixture["loss"]),
     ]
-    model.train()
-    with torch.no_grad():
-        model(fixture["input"])
-    expected = convert_reference_checkpoint(
-        {f"backbone.{k}": v for k, v in fixture["running_stats_after_one_train_forward"].items()}
-    )
-    state = model.state_dict()
+    state, expected = statistics_after_train_forward(model, fixture)
     worst = max(expected, key=lambda k: (state[k].double() - expected[k].double()).abs().max())
     row = _row("BatchNorm statistics (worst tensor)", state[worst], expected[worst])
     rows.append(

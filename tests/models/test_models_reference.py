@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cxrlib.models import convert_reference_checkpoint, create_model, reference_model
+from cxrlib.paper.fidelity import statistics_after_train_forward
 from cxrlib.train.losses import asl_focal_terms, multi_head_loss
 
 TOL = 1e-5
@@ -50,13 +51,7 @@ def test_loss_matches_reference(model, fixture):
 
 def test_batchnorm_statistics_after_one_train_forward(model, fixture):
     """Includes the MBR block's doubly applied BatchNorm (two running-stat updates)."""
-    model.train()
-    with torch.no_grad():
-        model(fixture["input"])
-    expected = convert_reference_checkpoint(
-        {f"backbone.{k}": v for k, v in fixture["running_stats_after_one_train_forward"].items()}
-    )
-    state = model.state_dict()
+    state, expected = statistics_after_train_forward(model, fixture)
     for key, value in expected.items():
         _close(state[key], value)
 
