@@ -34,6 +34,7 @@ def test_notebook_conventions(path):
         ast.literal_eval(node.value)  # literals only: raises otherwise
         names += [t.id for t in node.targets]
     assert "PROFILE" in names
+    assert "RESULTS_DIR" in names, "each badge opens a fresh VM: say where results go (#21)"
     assert all(n.isupper() for n in names), "parameters are ALL-CAPS (cxrlib.core.config names)"
     assert "globals()" in code[1].source and "config" in code[1].source, (
         "the next cell validates them (config_from_notebook or config_and_extras)"
