@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from cxrlib.core.config import ConfigError, load_config
 from cxrlib.core.paths import FOLDER_ENV
 from cxrlib.paper.experiments import train_models
 from cxrlib.session import config_and_extras
+from cxrlib.session.colab import release_tag, setup_cell
 from cxrlib.session.time_limit import set_time_limit
 
 TINY = {"epochs": 1, "phantom_images": 40, "model": "resnet34"}
@@ -102,3 +104,18 @@ def test_on_colab_runs_on_the_vms_own_disk_get_one_warning(isolated_outputs, mon
     monkeypatch.setenv(DRIVE_PATHS_ENV, str(isolated_outputs))  # both folders on Drive now
     config_and_extras({"PROFILE": "smoke"})
     assert "erased" not in capsys.readouterr().out
+
+
+def test_a_setup_cell_whose_clone_fails_says_what_to_do(tmp_path, monkeypatch):
+    """Kaggle's internet off or a tag that does not exist: a message naming both fixes, not a
+    bare traceback (issue #21, item 9). The clone source here is a folder that does not exist."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CXRLIB_REPOSITORY", str(tmp_path / "no-such-repository"))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)  # a fresh VM
+    with pytest.raises(SystemExit) as stopped:
+        exec(setup_cell(), {})
+    message = str(stopped.value)
+    assert "no-such-repository" in message
+    assert "On Kaggle: turn Internet on (Settings > Internet)" in message
+    assert f"the release {release_tag()} exists" in message
+    assert not (tmp_path / "cxr-kit").exists()
