@@ -317,3 +317,16 @@ def test_a_flex_kernel_that_fails_in_backward_falls_back_once_and_training_goes_
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning
         model(x).logits.sum().backward()
+
+
+def test_micro_baselines_are_distinct_networks_that_keep_their_relative_sizes():
+    """The smoke profile's micro baselines must not collapse into one network (DeiT-S and ViT-B
+    once reported identical numbers): every one differs, and ViT-B stays twice DeiT-S's width
+    with twice its heads, at the same depth (issue #22, item 8)."""
+    micro = {n: create_model(n, 11, size="micro", image_size=64) for n in list_models("timm")}
+    counts = {n: sum(p.numel() for p in m.parameters()) for n, m in micro.items()}
+    assert len(set(counts.values())) == len(counts), counts
+    vit, deit = micro["vit_base_patch16_224"].net, micro["deit_small_patch16_224"].net
+    assert vit.embed_dim == 2 * deit.embed_dim
+    assert len(vit.blocks) == len(deit.blocks)
+    assert vit.blocks[0].attn.num_heads == 2 * deit.blocks[0].attn.num_heads
