@@ -163,6 +163,10 @@ ensure_installed() {
     echo "==> installing torch and torchvision (absent from this environment)"
     "$PY" -m pip install torch torchvision
   fi
+  "$PY" "$ROOT/cxrlib/session/preinstalled.py" --check-floors "$ROOT/pyproject.toml" ||
+    die "the kit never replaces an installed torch: upgrade it in this environment" \
+        "($PY -m pip install -U torch torchvision, or a fresh environment; on Colab/Kaggle a" \
+        "newer runtime image)"
   local constraints="$stamp_dir/constraints.txt"
   mkdir -p "$stamp_dir"
   if [[ "$ON_PLATFORM" == 1 ]]; then

@@ -37,7 +37,7 @@ def images(tmp_path):
 def test_gray8_conversions():
     sixteen = Image.fromarray(np.array([[0, 1000], [2000, 4000]], dtype=np.uint16))
     assert to_gray8(sixteen).tolist() == [[0, 64], [128, 255]]  # min-max scaled
-    rgba = Image.fromarray(np.full((2, 2, 4), 100, dtype=np.uint8), mode="RGBA")
+    rgba = Image.fromarray(np.full((2, 2, 4), 100, dtype=np.uint8))  # 4 channels: RGBA
     assert to_gray8(rgba).dtype == np.uint8 and to_gray8(rgba)[0, 0] == 100
 
 

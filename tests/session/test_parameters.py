@@ -74,3 +74,37 @@ def test_preinstalled_pins_the_copy_python_imports_when_a_package_is_installed_t
         [sys.executable, "-S", str(script)], capture_output=True, text=True, check=True, env=env
     ).stdout.splitlines()
     assert listed == ["somepkg==1.0.0"]
+
+
+def test_a_torch_older_than_pyprojects_floor_is_named_before_anything_is_installed(tmp_path):
+    """The kit never replaces an installed torch, so ./run_all.sh asks preinstalled.py first:
+    an old one gets a sentence naming it and pyproject.toml, the tested ones pass."""
+    import subprocess
+    import sys
+
+    from cxrlib.core.paths import project_root
+    from cxrlib.session.preinstalled import too_old
+
+    pyproject = project_root() / "pyproject.toml"
+    text = pyproject.read_text()
+    assert too_old(text, {"torch": "2.10.0+cu128", "torchvision": "0.25.0+cu128"}) == []
+    assert too_old(text, {"torch": "2.11.0", "torchvision": "0.26.0"}) == []
+    old = too_old(text, {"torch": "2.9.1", "torchvision": "0.26.0"})
+    assert old == [
+        "torch 2.9.1 is older than 2.10, the lowest version the kit is tested with (pyproject.toml)"
+    ]
+
+    info = tmp_path / "torch-2.4.0.dist-info"  # an environment whose torch is 2.4
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.4.0\n")
+    script = project_root() / "cxrlib" / "session" / "preinstalled.py"
+    checked = subprocess.run(
+        [sys.executable, "-S", str(script), "--check-floors", str(pyproject)],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(tmp_path)},
+    )
+    assert checked.returncode == 1
+    assert "torch 2.4.0 is older than 2.10" in checked.stderr
+    this = subprocess.run([sys.executable, str(script), "--check-floors", str(pyproject)])
+    assert this.returncode == 0  # the torch this suite runs on
