@@ -41,3 +41,12 @@ def test_the_front_end_is_an_extra_not_a_core_dependency():
     front_end = {"jupyterlab", "ipywidgets", "ipykernel", "notebook"}
     assert not core & front_end
     assert front_end - {"notebook"} <= {_name(r) for r in project["optional-dependencies"]["lab"]}
+
+
+def test_a_dev_install_can_run_its_own_suite():
+    """The suite runs notebooks through papermill, which needs a Jupyter kernel: core brings
+    papermill, the dev extra the kernel (issue #21: a dev-only install failed 6 tests)."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python >= 3.11")
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    assert "papermill" in {_name(r) for r in project["dependencies"]}
+    assert {"pytest", "ipykernel"} <= {_name(r) for r in project["optional-dependencies"]["dev"]}
