@@ -155,7 +155,10 @@ ensure_installed() {
   key="$( (echo "$PY" "$EXTRAS"; "$PY" -c 'import sys; print(sys.prefix)'; cat "$ROOT/pyproject.toml") |
           cksum | cut -d' ' -f1)"
   stamp="$stamp_dir/installed-$key"
-  if [[ -f "$stamp" ]] && "$PY" -c 'import cxrlib, papermill, torch, torchvision, timm' 2>/dev/null; then
+  # present, without importing them (importing torch alone takes seconds at every call)
+  if [[ -f "$stamp" ]] && "$PY" -c 'import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ("cxrlib", "papermill", "torch", "torchvision", "timm")))' \
+      2>/dev/null; then
     return 0
   fi
   "$PY" -m pip --version >/dev/null 2>&1 || "$PY" -m ensurepip --upgrade >/dev/null

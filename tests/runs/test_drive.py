@@ -74,6 +74,7 @@ def test_a_run_on_drive_renames_no_checkpoint_and_leaves_nothing_in_the_trash(dr
     assert set(_pt_files(result.folder)) == {"best.pt"}  # a finished run keeps best.pt alone
 
 
+@pytest.mark.slow
 def test_drive_space_stays_bounded_whatever_the_epochs(drive):
     seen: set[str] = set()
     config = load_config("smoke", **(TINY | {"epochs": 4}))
@@ -83,6 +84,7 @@ def test_drive_space_stays_bounded_whatever_the_epochs(drive):
     assert seen <= {"last.pt", "last.prev.pt", "best.pt", "best.prev.pt"}
 
 
+@pytest.mark.slow
 def test_a_session_killed_mid_write_resumes_from_the_other_copy(
     drive, isolated_outputs, monkeypatch
 ):

@@ -35,6 +35,7 @@ class Killed(BaseException):
     """Stands for the process being killed (not an Exception: nothing may catch it)."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_paused_and_killed_runs_resume_to_byte_equal_predictions(
     grad_accum, isolated_outputs, monkeypatch
@@ -124,6 +125,7 @@ def test_missing_config_is_rewritten_from_the_checkpoint_not_from_todays_setting
     assert "rewritten from the checkpoint" in (paused.folder / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_temp_files_of_killed_writes_are_removed_and_a_corrupt_last_falls_back():
     config = load_config("smoke", checkpoint_minutes=1e-9, **TINY)
     paused = train_run(config, "cxr11", progress=False, max_steps=2)

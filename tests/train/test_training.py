@@ -64,6 +64,7 @@ def _best_weights(result):
     return CheckpointSaver(RunFolder(result.folder)).load_best()["model"]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted(isolated_outputs, monkeypatch):
     config = load_config("smoke", **TINY)
     straight = train_run(config, "cxr11", progress=False)
@@ -275,6 +276,7 @@ def test_the_checkpoint_saver_reports_a_failed_write(tmp_path, monkeypatch):
         saver.close()
 
 
+@pytest.mark.slow
 def test_both_checkpoints_are_scored_and_the_chosen_one_is_the_result(isolated_outputs):
     """TEST_CHECKPOINT: 'best' (the default) tests best.pt; 'last' tests the final epoch's
     weights, written as final.pt, which the run's model then is. Either way the other one is
