@@ -27,11 +27,6 @@ def on_colab() -> bool:
     return bool(os.environ.get("COLAB_RELEASE_TAG"))
 
 
-def on_kaggle() -> bool:
-    """True in a Kaggle notebook (Kaggle sets ``KAGGLE_KERNEL_RUN_TYPE``)."""
-    return bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
-
-
 def drive_mount_point() -> Path:
     return Path(os.environ.get(DRIVE_MOUNT_ENV, "/content/drive"))
 

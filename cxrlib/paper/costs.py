@@ -188,7 +188,9 @@ def hours_table(
 def expected_hours(config: Config, models: list[str], datasets: list[str]) -> pd.DataFrame:
     """:func:`hours_table` of what a notebook trains under ``config``: each model on each
     dataset, ``SEEDS`` times for the models of ``SEED_MODELS``, at the paper recipe (the hours
-    a paper-profile run of the notebook costs; the smoke profile takes minutes on a CPU)."""
+    a paper-profile run of the notebook costs; the smoke profile takes minutes on a CPU). A model
+    named twice (e.g. in two ablation families) is trained, and counted, once."""
+    models = list(dict.fromkeys(models))
     seeded = set(seeded_models(config.train.seed_models))
     seeds = {m: config.train.seeds if m in seeded else 1 for m in models}
     return hours_table(models, list(datasets), seeds)

@@ -56,3 +56,12 @@ def test_expected_hours_of_your_own_csv_dataset_is_an_upper_bound_that_says_so(t
     assert list(table["runs"][:2]) == [2, 1]
     assert table.iloc[0]["dataset"] == "your data (labels.csv)"
     assert "all 50 images as training images: an upper bound" in table.iloc[0]["basis"]
+
+
+def test_a_model_named_twice_is_counted_once(monkeypatch):
+    """Notebook 05 passes both ablation families' variants; a model in both trains once."""
+    monkeypatch.setattr(costs, "measured_speeds", lambda: {})
+    config = load_config("paper", seeds=1)
+    once = costs.expected_hours(config, ["resnet50"], ["cxr11"])
+    twice = costs.expected_hours(config, ["resnet50", "resnet50"], ["cxr11"])
+    pd.testing.assert_frame_equal(once, twice)
