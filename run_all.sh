@@ -101,7 +101,7 @@ case "$PROFILE" in
   *) die "unknown profile '$PROFILE'; allowed profiles: smoke, paper" ;;
 esac
 if [[ -n "$TIME_LIMIT" ]]; then
-  # one deadline for every notebook of this run (cxrlib.session)
+  # one deadline for every notebook of this run (cxrlib.app.time_limit)
   export CXRLIB_DEADLINE="$(awk -v now="$(date +%s)" -v m="$TIME_LIMIT" 'BEGIN { printf "%.0f", now + m * 60 }')"
 fi
 
@@ -138,7 +138,7 @@ fi
 echo "==> Python: $PY ($WHERE)"
 
 # --- 2. Install what is missing (once per environment, extras and pyproject.toml) -----------
-# Colab and Kaggle: every preinstalled package is a constraint (cxrlib/session/preinstalled.py),
+# Colab and Kaggle: every preinstalled package is a constraint (cxrlib/app/preinstalled.py),
 # so nothing of the platform changes -- its Jupyter, its protobuf, its torch; only the kit's own
 # dependencies that are missing are added, and no 'dev' or 'lab' extra unless the tests need
 # 'dev'. Elsewhere torch/torchvision are pinned to what is there and the extras come along.
@@ -166,14 +166,14 @@ sys.exit(not all(u.find_spec(m) for m in ("cxrlib", "papermill", "torch", "torch
     echo "==> installing torch and torchvision (absent from this environment)"
     "$PY" -m pip install torch torchvision
   fi
-  "$PY" "$ROOT/cxrlib/session/preinstalled.py" --check-floors "$ROOT/pyproject.toml" ||
+  "$PY" "$ROOT/cxrlib/app/preinstalled.py" --check-floors "$ROOT/pyproject.toml" ||
     die "the kit never replaces an installed torch: upgrade it in this environment" \
         "($PY -m pip install -U torch torchvision, or a fresh environment; on Colab/Kaggle a" \
         "newer runtime image)"
   local constraints="$stamp_dir/constraints.txt"
   mkdir -p "$stamp_dir"
   if [[ "$ON_PLATFORM" == 1 ]]; then
-    "$PY" "$ROOT/cxrlib/session/preinstalled.py" >"$constraints"
+    "$PY" "$ROOT/cxrlib/app/preinstalled.py" >"$constraints"
     echo "==> installing the project${EXTRAS:+ [$EXTRAS]}; every preinstalled package is kept" \
          "($(wc -l <"$constraints") pinned as constraints)"
   else
@@ -259,7 +259,7 @@ KERNEL="$("$PY" -c 'from jupyter_client.kernelspec import KernelSpecManager as M
 print("cxrlib" if "cxrlib" in M().find_kernel_specs() else "python3")')"
 
 echo "==> profile '$PROFILE': ${#NOTEBOOKS[@]} notebook(s); executed copies in $EXECUTED"
-# A training paused by the time limit writes here (cxrlib.session.PAUSE_FILE_ENV).
+# A training paused by the time limit writes here (cxrlib.core.clock.PAUSE_FILE_ENV).
 export CXRLIB_PAUSE_FILE="$EXECUTED/.paused"
 total_start=$SECONDS
 index=0

@@ -56,9 +56,9 @@ from cxrlib.models import create_model  # noqa: E402
 from cxrlib.models.attention import _sigmoid_score, flex_kernel, hand_written_attention  # noqa: E402
 from cxrlib.models.summary import forward_gflops  # noqa: E402
 from cxrlib.paper.costs import device_peaks  # noqa: E402
-from cxrlib.runs.record import code_version  # noqa: E402
 from cxrlib.train.losses import training_loss  # noqa: E402
 from cxrlib.train.optim import build_optimizer, build_scaler  # noqa: E402
+from cxrlib.train.record import code_version  # noqa: E402
 from cxrlib.train.runtime import Runtime, native_bf16  # noqa: E402
 
 

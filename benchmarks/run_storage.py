@@ -8,7 +8,7 @@ Measured, on this machine, on phantom data (the sizes depend on the model, not o
    notebooks read is kept: ``best.pt``, predictions, metrics, history, log, TensorBoard);
 2. the bytes each further epoch adds (``epochs.csv``, ``train.log``, TensorBoard events);
 3. the ``best.pt`` of every model the papers' tables need, at paper size (its state dict, as
-   written by :meth:`cxrlib.runs.RunFolder.save_best`).
+   written by :meth:`cxrlib.train.checkpoints.CheckpointSaver.save_best`).
 
 The finished size of a 300-epoch run on the real test parts is then computed from these
 (predictions scaled by rows: CXR14 1,572 test images, CXR11 3,008) -- printed as an estimate.

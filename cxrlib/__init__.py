@@ -22,15 +22,13 @@ __version__ = "0.1.0"
 
 #: The layers of the house, from the ground up: each sub-package of cxrlib is one of them.
 LAYERS = (
-    "core",  # validated config and profiles, the authors' recipe, paths, errors, clock, files
-    "data",  # datasets, split files, phantom, image cache, loader, finding and fetching data
+    "core",  # validated config and its workspace, the authors' recipe, errors, clock, files
+    "data",  # dataset definitions, readers, split files, phantom, image cache, batches
     "models",  # networks, the registry, converters, model files
-    "runs",  # the run folder: its files, the checkpoint saver, a run's record and model
-    "evaluate",  # metrics, statistics, Grad-CAM
-    "train",  # optimiser and schedule, the loop as named steps, device/precision/DDP
-    "paper",  # the papers' items, published numbers, experiments, tables, figures, report
-    "session",  # notebook parameters, Colab/Kaggle, the time limit, the machine's report
-    "cli",  # entry points: python -m cxrlib, predict, export
+    "evaluate",  # metrics, statistics, Grad-CAM maps and localisation
+    "train",  # a run: its folder, record and checkpoints; the loop; device/precision/DDP
+    "paper",  # the papers' items and outputs, experiments, tables, figures, report
+    "app",  # entry points: the notebooks' module, the session, python -m cxrlib
 )
 
 #: Progress lines (a run's start, each epoch, pauses, the result) go through ``logging`` to
@@ -47,7 +45,7 @@ if not _LOGGER.handlers:
 
 def load_model(path, num_classes=None, device="cpu"):
     """A trained model from its file (a run's ``best.pt``) alone, or from its run folder:
-    see :func:`cxrlib.runs.model.load_model_file`."""
-    from cxrlib.runs.model import load_model_file  # here: `import cxrlib` stays light (no torch)
+    see :func:`cxrlib.train.model.load_model_file`."""
+    from cxrlib.train.model import load_model_file  # here: `import cxrlib` stays light (no torch)
 
     return load_model_file(path, num_classes, device)

@@ -1,5 +1,5 @@
 """``python -m cxrlib <command>``: the same code paths the notebooks use."""
 
-from cxrlib.cli import main
+from cxrlib.app.main import main
 
 raise SystemExit(main())

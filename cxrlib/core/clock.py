@@ -1,7 +1,7 @@
 """The session's clock: when training must pause, and how a pause is announced.
 
 Colab and Kaggle sessions end (after at most 12 hours, earlier when idle), so a session may set
-a deadline: ``TIME_LIMIT_MINUTES`` (a notebook parameter; :mod:`cxrlib.session` sets it here)
+a deadline: ``TIME_LIMIT_MINUTES`` (a notebook parameter; :mod:`cxrlib.app.parameters` sets it here)
 or ``./run_all.sh --time-limit-minutes`` (one deadline for all its notebooks, passed as
 ``$CXRLIB_DEADLINE``). Training pauses cleanly at the first gradient-accumulation boundary after
 the earliest deadline and later runs are not started (:mod:`cxrlib.train`).

@@ -107,7 +107,7 @@ def remove_file(path: str | os.PathLike) -> None:
 def overwrite_in_place(path: str | os.PathLike, write: Callable[[IO], None]) -> None:
     """Write ``path``'s new content into the same file (truncated, written, flushed to disk):
     never a rename onto it, which on Google Drive sends the replaced file to the trash. A crash
-    mid-write leaves it incomplete, so callers keep a second copy (:mod:`cxrlib.runs.checkpoints`
+    mid-write leaves it incomplete, so callers keep a second copy (:mod:`cxrlib.train.checkpoints`
     alternates between two files)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

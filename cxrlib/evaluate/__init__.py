@@ -5,5 +5,5 @@ Owns the papers' multi-label metrics and the per-class operating points
 (:mod:`~cxrlib.evaluate.statistics`) and Grad-CAM with measured localisation
 (:mod:`~cxrlib.evaluate.gradcam`).
 
-Imports: core, data, models and runs (a finished run's model); never train or above.
+Imports: core, data and models; never train or above.
 """

@@ -33,7 +33,6 @@ from cxrlib.data.loader import to_model_input
 from cxrlib.data.prepare import PreparedDataset
 from cxrlib.models.dual_branch import DualBranchNet
 from cxrlib.models.registry import TimmClassifier
-from cxrlib.runs.model import load_run_model
 
 BRANCHES = ("cnn", "tokens")
 
@@ -94,16 +93,6 @@ def gradcam_maps(
     targets = [ClassifierOutputTarget(int(k)) for k in classes]
     with GradCAM(model=FusedLogits(model), target_layers=layers, reshape_transform=reshape) as cam:
         return cam(input_tensor=images, targets=targets)
-
-
-def cam_models(runs: dict, branches: dict[str, list[str]]) -> dict[str, tuple[nn.Module, str]]:
-    """``{"<model> (<branch>)": (model, branch)}`` for each finished run and requested branch."""
-    out = {}
-    for name, run in runs.items():
-        model = load_run_model(run.folder)[0]
-        for branch in branches[name]:
-            out[f"{name} ({branch})"] = (model, branch)
-    return out
 
 
 # --------------------------------------------------------------------------------------------

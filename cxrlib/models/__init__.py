@@ -8,7 +8,7 @@ network (:mod:`~cxrlib.models.dual_branch`), the registry of every model as swit
 themselves (:mod:`~cxrlib.models.files`), ``create_model`` (:mod:`~cxrlib.models.factory`)
 and the tables of notebook 02 (:mod:`~cxrlib.models.summary`).
 
-Imports: core and data (normalisation constants); never runs, train or anything above.
+Imports: core and data (normalisation constants); never evaluate, train or anything above.
 """
 
 from cxrlib.models.dual_branch import ArchConfig, DualBranchNet, ModelOutput

@@ -3,7 +3,7 @@ describe themselves.
 
 ``pretrained_cfg`` (as timm's): what a model expects and what its outputs mean -- input size,
 normalisation, how a grey X-ray becomes three channels, its classes, the rule that fuses its
-heads. The data pipeline and :mod:`cxrlib.cli.predict` read it instead of hard-coding those.
+heads. The data pipeline and :mod:`cxrlib.app.predict` read it instead of hard-coding those.
 
 A *model file* (a finished run's ``best.pt``, or :func:`save_model`) holds the weights and a
 *card*: the registered model and its settings, ``pretrained_cfg``, the data it was trained on
@@ -92,7 +92,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
 
 def read_card(checkpoint: dict, path: Path) -> dict:
     """The card of a loaded model file. A ``best.pt`` of an earlier version has none: its card
-    is made from its run folder (:func:`cxrlib.runs.model.load_run_model` does that)."""
+    is made from its run folder (:func:`cxrlib.train.model.load_run_model` does that)."""
     if "card" in checkpoint:
         return checkpoint["card"]
     if "settings" in checkpoint:

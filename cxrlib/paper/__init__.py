@@ -10,5 +10,5 @@ tables of the data (:mod:`~cxrlib.paper.data_summary`), writing outputs
 (:mod:`~cxrlib.paper.outputs`), what runs cost (:mod:`~cxrlib.paper.costs`) and the report
 (:mod:`~cxrlib.paper.report`).
 
-Imports: every layer below it (core, data, models, runs, evaluate, train); never session or cli.
+Imports: every layer below it (core, data, models, evaluate, train); never app.
 """

@@ -14,8 +14,8 @@ numbers (:func:`computation_note`).
 from __future__ import annotations
 
 from cxrlib.core.recipe import RECIPE
-from cxrlib.runs.layout import INIT_NAMES
-from cxrlib.runs.results import RunResult
+from cxrlib.train.layout import INIT_NAMES
+from cxrlib.train.results import RunResult
 
 #: What the authors computed with, for the sentence under every comparison.
 AUTHORS_COMPUTATION = "the authors trained in fp32 on one GPU, batch 32 (their configs, train.py)"

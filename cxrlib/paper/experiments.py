@@ -9,12 +9,15 @@ time limit held some back, it says so once (:func:`cxrlib.core.clock.announce_pa
 
 from __future__ import annotations
 
+from torch import nn
+
 from cxrlib.core.clock import announce_pause
 from cxrlib.core.config import Config, ConfigError
 from cxrlib.data.datasets import get_dataset
 from cxrlib.models.registry import check_model
 from cxrlib.paper.items import IMAGENET_MODELS, seeded_models
-from cxrlib.runs.results import RunResult
+from cxrlib.train.model import load_run_model
+from cxrlib.train.results import RunResult
 from cxrlib.train.run import train_run
 
 
@@ -96,3 +99,13 @@ def imagenet_models(config: Config, requested: list[str] | None, scratch: list[s
             f"runs from scratch; add them to MODELS (or set MODELS = None)"
         )
     return names
+
+
+def cam_models(runs: dict, branches: dict[str, list[str]]) -> dict[str, tuple[nn.Module, str]]:
+    """``{"<model> (<branch>)": (model, branch)}`` for each finished run and requested branch."""
+    out = {}
+    for name, run in runs.items():
+        model = load_run_model(run.folder)[0]
+        for branch in branches[name]:
+            out[f"{name} ({branch})"] = (model, branch)
+    return out

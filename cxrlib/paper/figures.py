@@ -20,7 +20,7 @@ from cxrlib.paper.style import (
     series_style,
 )
 from cxrlib.paper.tables import finished_runs, over_seeds
-from cxrlib.runs.results import RunResult
+from cxrlib.train.results import RunResult
 
 
 def plot_roc_curves(run: RunResult, title: str) -> plt.Figure:

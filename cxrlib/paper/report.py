@@ -29,8 +29,8 @@ from cxrlib.paper.items import expected_models as expected_models_of_papers
 from cxrlib.paper.outputs import data_label
 from cxrlib.paper.published import mean_auc as published_mean_auc_table
 from cxrlib.paper.published import published_mean_auc
-from cxrlib.runs.layout import INIT_NAMES
-from cxrlib.runs.results import all_runs, run_coordinates
+from cxrlib.train.layout import INIT_NAMES
+from cxrlib.train.results import all_runs, run_coordinates
 
 PAPER_EPOCHS = PAPER.train.epochs
 #: How a run was computed (the report's table of every run).

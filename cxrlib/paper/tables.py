@@ -29,7 +29,7 @@ from cxrlib.paper.published import (
     published_mean_auc,
     published_p_value,
 )
-from cxrlib.runs.results import Predictions, RunResult
+from cxrlib.train.results import Predictions, RunResult
 
 MISSING = "–"
 #: Under every paired comparison: what its p-values do and do not say.

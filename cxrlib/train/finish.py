@@ -13,9 +13,9 @@ from cxrlib.evaluate.metrics import YOUDEN, evaluate, operating_points
 from cxrlib.evaluate.statistics import bootstrap_auc_ci
 from cxrlib.models.attention import attention_path
 from cxrlib.models.registry import get_spec
-from cxrlib.runs.model import build_run_model, run_card
-from cxrlib.runs.results import Predictions, RunResult, read_run, write_metrics, write_predictions
 from cxrlib.train.loop import Trainer
+from cxrlib.train.model import build_run_model, run_card
+from cxrlib.train.results import Predictions, RunResult, read_run, write_metrics, write_predictions
 from cxrlib.train.runtime import predict
 
 #: The other checkpoint of each choice of ``TEST_CHECKPOINT``.

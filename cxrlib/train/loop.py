@@ -32,11 +32,11 @@ from cxrlib.core.errors import NonFiniteLossError
 from cxrlib.data.loader import set_loader_epoch, to_model_input
 from cxrlib.data.prepare import PreparedDataset
 from cxrlib.evaluate.metrics import evaluate
-from cxrlib.runs.checkpoints import CheckpointSaver, check_finite
-from cxrlib.runs.layout import RunFolder
-from cxrlib.runs.model import run_card
-from cxrlib.runs.results import write_history
+from cxrlib.train.checkpoints import CheckpointSaver, check_finite
+from cxrlib.train.layout import RunFolder
 from cxrlib.train.losses import training_loss
+from cxrlib.train.model import run_card
+from cxrlib.train.results import write_history
 from cxrlib.train.runtime import Runtime, predict
 from cxrlib.train.state import (
     AGREE_EVERY,

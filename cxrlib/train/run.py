@@ -24,20 +24,20 @@ from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.loader import CachedImageDataset, make_loader
 from cxrlib.data.prepare import PreparedDataset, prepare_dataset
 from cxrlib.models.registry import check_model
-from cxrlib.runs.checkpoints import CheckpointSaver
-from cxrlib.runs.layout import RunFolder
-from cxrlib.runs.model import build_run_model
-from cxrlib.runs.record import (
+from cxrlib.train.checkpoints import CheckpointSaver
+from cxrlib.train.finish import evaluate_test
+from cxrlib.train.layout import RunFolder
+from cxrlib.train.loop import Trainer
+from cxrlib.train.model import build_run_model
+from cxrlib.train.optim import build_optimizer, build_scaler, schedule
+from cxrlib.train.record import (
     check_config,
     check_data,
     read_settings,
     settings_record,
     write_settings,
 )
-from cxrlib.runs.results import RunResult, read_run
-from cxrlib.train.finish import evaluate_test
-from cxrlib.train.loop import Trainer
-from cxrlib.train.optim import build_optimizer, build_scaler, schedule
+from cxrlib.train.results import RunResult, read_run
 from cxrlib.train.runtime import Runtime, fit_grad_accum, memory_probe, setup_runtime
 from cxrlib.train.state import Limits, TrainState
 
@@ -179,7 +179,7 @@ def start(
 ) -> Trainer:
     """Data, runtime, model, optimiser and loader of a run; resumed from ``last.pt`` if any.
 
-    ``saved`` is the run's record (:func:`cxrlib.runs.record.read_settings`), None for a new
+    ``saved`` is the run's record (:func:`cxrlib.train.record.read_settings`), None for a new
     run."""
     runtime = setup_runtime(config)
     data = _prepare(config, dataset, runtime, progress)

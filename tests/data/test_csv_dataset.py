@@ -47,7 +47,7 @@ def test_a_csv_dataset_trains_with_a_patient_disjoint_split(labels_csv):
 
 
 def test_a_csv_dataset_through_the_cli(labels_csv, capsys):
-    from cxrlib.cli import main
+    from cxrlib.app.main import main
 
     sets = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
     # no split column: the paper split does not exist, and the error says what to do

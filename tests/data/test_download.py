@@ -10,7 +10,7 @@ from collections import namedtuple
 
 import pytest
 
-from cxrlib.cli import main
+from cxrlib.app.main import main
 from cxrlib.core.config import load_config
 from cxrlib.core.errors import DiskSpaceError
 from cxrlib.data.datasets import get_dataset

@@ -120,7 +120,7 @@ def test_localisation_table_of_the_smoke_run(smoke_cxr14_run, use_folders):
     drawn boxes, rates in [0, 1], and a significance that is a probability."""
     from cxrlib.data.prepare import prepare_dataset
     from cxrlib.evaluate.gradcam import localisation_table, significance_over_chance
-    from cxrlib.runs.model import load_run_model
+    from cxrlib.train.model import load_run_model
 
     use_folders(smoke_cxr14_run["folders"])
     run = smoke_cxr14_run["run"]
@@ -148,7 +148,7 @@ def test_cam_grid_draws_the_truth_a_colour_bar_and_marks_all_zero_maps(
     from cxrlib.evaluate import gradcam
     from cxrlib.paper import figures
     from cxrlib.paper.style import TRUTH_COLOUR
-    from cxrlib.runs.model import load_run_model
+    from cxrlib.train.model import load_run_model
 
     use_folders(smoke_cxr14_run["folders"])
     model = load_run_model(smoke_cxr14_run["run"].folder)[0]

@@ -75,7 +75,7 @@ def test_model_file_round_trip_and_other_num_classes(tmp_path):
 
 @pytest.mark.slow
 def test_a_finished_runs_best_pt_loads_on_its_own(isolated_outputs, tmp_path):
-    from cxrlib.runs.model import load_run_model
+    from cxrlib.train.model import load_run_model
     from cxrlib.train.run import train_run
 
     with warnings.catch_warnings():
@@ -124,7 +124,7 @@ def _real_xray_batch(shared_dir, size, n=3):
 @pytest.mark.parametrize("name", ["ctranscnn_tiny", "chexnet_tiny", "resnet50"])
 def test_exports_agree_with_pytorch_on_a_real_xray(name, tmp_path, shared_dir):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra")
-    from cxrlib.cli.export import export_model
+    from cxrlib.app.export import export_model
 
     model, path = _saved(tmp_path, name)
     x = _real_xray_batch(shared_dir, 64)

@@ -7,7 +7,7 @@ import ast
 import nbformat
 import pytest
 
-from cxrlib.session.colab import refresh, repository_url, setup_cell
+from cxrlib.app.colab import refresh, repository_url, setup_cell
 from tests.conftest import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -24,7 +24,7 @@ def test_notebook_conventions(path):
     assert nb.cells[0].cell_type == "markdown", "first cell says what the notebook makes"
     assert not any(c.outputs or c.execution_count for c in code), "commit without outputs"
 
-    assert code[0].source == setup_cell(), "first code cell: the setup cell (cxrlib.session.colab)"
+    assert code[0].source == setup_cell(), "first code cell: the setup cell (cxrlib.app.colab)"
     code = code[1:]
     params = code[0]
     assert "parameters" in params.metadata.get("tags", []), "next code cell tagged parameters"

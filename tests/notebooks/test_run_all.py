@@ -99,7 +99,7 @@ def test_parameters_reach_the_notebooks_and_are_validated(tmp_path):
     (project / "notebooks").mkdir(parents=True)
     shutil.copy(RUN_ALL, project / "run_all.sh")
     code = (
-        "from cxrlib.session import config_and_extras\n"
+        "from cxrlib.app import config_and_extras\n"
         "config, extras = config_and_extras(globals(), MODELS=list)\n"
         "assert config.train.epochs == 5 and extras['MODELS'] == ['resnet50', 'densenet121']\n"
         "assert config.train.lr == 0.004\n"

@@ -7,9 +7,9 @@ import pytest
 
 from cxrlib.core.config import load_config
 from cxrlib.paper.comparability import not_comparable_because
-from cxrlib.runs.layout import RunFolder
-from cxrlib.runs.record import settings_record, write_settings
-from cxrlib.runs.results import read_run, write_history, write_metrics
+from cxrlib.train.layout import RunFolder
+from cxrlib.train.record import settings_record, write_settings
+from cxrlib.train.results import read_run, write_history, write_metrics
 
 
 def _finished_run(

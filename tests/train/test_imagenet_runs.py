@@ -8,21 +8,21 @@ import numpy as np
 import pytest
 import torch
 
+from cxrlib.app import config_from_notebook
 from cxrlib.core.config import ConfigError, load_config, parse_override
 from cxrlib.models import load_model
 from cxrlib.paper.comparability import not_comparable_because
 from cxrlib.paper.experiments import imagenet_models
 from cxrlib.paper.tables import init_comparison
-from cxrlib.runs.checkpoints import CheckpointSaver
-from cxrlib.runs.layout import RunFolder
-from cxrlib.runs.results import (
+from cxrlib.train.checkpoints import CheckpointSaver
+from cxrlib.train.layout import RunFolder
+from cxrlib.train.results import (
     Predictions,
     read_run,
     run_coordinates,
     write_history,
     write_predictions,
 )
-from cxrlib.session import config_from_notebook
 from cxrlib.train.run import train_run
 from tests.mmpretrain import mmpretrain_conformer_tiny
 from tests.paper.test_report import _finished_run

@@ -13,8 +13,8 @@ import torch
 from cxrlib.core.config import load_config
 from cxrlib.core.errors import NonFiniteLossError, RunConfigMismatchError
 from cxrlib.models import create_model
-from cxrlib.runs.checkpoints import CheckpointSaver
-from cxrlib.runs.layout import RunFolder
+from cxrlib.train.checkpoints import CheckpointSaver
+from cxrlib.train.layout import RunFolder
 from cxrlib.train.optim import learning_rate, parameter_groups
 from cxrlib.train.run import train_run
 
@@ -157,7 +157,7 @@ def _untrained_val_auc(config):
 def test_predict_files_matches_the_runs_test_predictions(capsys):
     import pandas as pd
 
-    from cxrlib.cli import main
+    from cxrlib.app.main import main
     from cxrlib.data.prepare import prepare_dataset
 
     config = load_config("smoke", **TINY)
@@ -195,7 +195,7 @@ def test_bf16_autocast_path_trains_on_cpu():
 
 def test_runs_of_earlier_versions_still_load(monkeypatch):
     """A version-1 config.json (flat, BETA1 None, a dropped CACHE_SIZE) still loads its model."""
-    from cxrlib.runs.model import load_run_model
+    from cxrlib.train.model import load_run_model
 
     result = train_run(load_config("smoke", **TINY), "cxr11", progress=False)
     saved = json.loads((result.folder / "config.json").read_text())
@@ -270,7 +270,7 @@ def test_the_checkpoint_saver_reports_a_failed_write(tmp_path, monkeypatch):
     def fails(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("cxrlib.runs.checkpoints.torch.save", fails)
+    monkeypatch.setattr("cxrlib.train.checkpoints.torch.save", fails)
     saver.save_last({"model": {}, "state": {}})
     with pytest.raises(OSError, match="No space"):
         saver.close()
@@ -281,7 +281,7 @@ def test_both_checkpoints_are_scored_and_the_chosen_one_is_the_result(isolated_o
     """TEST_CHECKPOINT: 'best' (the default) tests best.pt; 'last' tests the final epoch's
     weights, written as final.pt, which the run's model then is. Either way the other one is
     scored too, so that the report can show the difference."""
-    from cxrlib.runs.model import load_run_model
+    from cxrlib.train.model import load_run_model
 
     best = train_run(load_config("smoke", **TINY), "cxr11", progress=False)
     assert best.metrics["test_checkpoint"] == "best" and best.metrics["tested_epoch"] >= 1

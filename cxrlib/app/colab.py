@@ -59,7 +59,7 @@ def badges(notebook: str | None = None) -> str:
 def setup_cell() -> str:
     """The source of every notebook's first code cell: where cxrlib is missing, clone the kit
     at the notebook's tag (quietly: no detached-HEAD notice), then install it with every
-    preinstalled package as a constraint (:mod:`cxrlib.session.preinstalled`), so that Colab's
+    preinstalled package as a constraint (:mod:`cxrlib.app.preinstalled`), so that Colab's
     and Kaggle's own packages stay as they are; a clone that fails says what to do."""
     tag, folder = release_tag(), CLONE_FOLDER
     return f'''{SETUP_MARKER}: installs this kit at the notebook's version where cxrlib is
@@ -82,7 +82,7 @@ if importlib.util.find_spec("cxrlib") is None:
                 "the network, or that the release {tag} exists (open the notebook from "
                 "the README's badges)."
             )
-    pins = subprocess.run([sys.executable, "{folder}/cxrlib/session/preinstalled.py"],
+    pins = subprocess.run([sys.executable, "{folder}/cxrlib/app/preinstalled.py"],
                           capture_output=True, text=True, check=True).stdout  # fmt: skip
     with open("{folder}/preinstalled.txt", "w") as handle:
         handle.write(pins)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from cxrlib.app import config_and_extras, config_from_notebook
 from cxrlib.core.config import ConfigError
-from cxrlib.session import config_and_extras, config_from_notebook
 from tests.data.test_roots import kaggle_ranzcr, nih_folder
 
 
@@ -68,7 +68,7 @@ def test_preinstalled_pins_the_copy_python_imports_when_a_package_is_installed_t
         (info / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: SomePkg\nVersion: {version}\n"
         )
-    script = project_root() / "cxrlib" / "session" / "preinstalled.py"
+    script = project_root() / "cxrlib" / "app" / "preinstalled.py"
     env = {"PYTHONPATH": f"{tmp_path / 'first'}:{tmp_path / 'second'}"}
     listed = subprocess.run(
         [sys.executable, "-S", str(script)], capture_output=True, text=True, check=True, env=env
@@ -82,8 +82,8 @@ def test_a_torch_older_than_pyprojects_floor_is_named_before_anything_is_install
     import subprocess
     import sys
 
+    from cxrlib.app.preinstalled import too_old
     from cxrlib.core.paths import project_root
-    from cxrlib.session.preinstalled import too_old
 
     pyproject = project_root() / "pyproject.toml"
     text = pyproject.read_text()
@@ -97,7 +97,7 @@ def test_a_torch_older_than_pyprojects_floor_is_named_before_anything_is_install
     info = tmp_path / "torch-2.4.0.dist-info"  # an environment whose torch is 2.4
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.4.0\n")
-    script = project_root() / "cxrlib" / "session" / "preinstalled.py"
+    script = project_root() / "cxrlib" / "app" / "preinstalled.py"
     checked = subprocess.run(
         [sys.executable, "-S", str(script), "--check-floors", str(pyproject)],
         capture_output=True,

@@ -28,7 +28,7 @@ from cxrlib.data.cache import load_image, to_gray8
 from cxrlib.data.datasets import REGISTRY
 from cxrlib.data.loader import to_model_input
 from cxrlib.evaluate.gradcam import gradcam_maps
-from cxrlib.runs.model import load_model_file
+from cxrlib.train.model import load_model_file
 from cxrlib.train.runtime import Runtime, predict
 
 LATERAL_VIEWS = {"LL", "RL", "LATERAL", "LAT"}

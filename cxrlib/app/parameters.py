@@ -10,7 +10,7 @@ A session says about itself:
   folder under ``/content/drive`` while Drive is not mounted is an error before anything is
   written; runs on a Colab VM's own disk get one warning that they vanish at disconnect;
 * **which data** (``DOWNLOAD = True`` fetches the paper datasets not found, with kagglehub);
-* **until when** (``TIME_LIMIT_MINUTES``, :mod:`cxrlib.session.time_limit`).
+* **until when** (``TIME_LIMIT_MINUTES``, :mod:`cxrlib.app.time_limit`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cxrlib.app.time_limit import end_pause, set_time_limit
 from cxrlib.core import paths, platform
 from cxrlib.core.config import PARAMETER_NAMES, Config, ConfigError, load_config
 from cxrlib.data.datasets import PAPER_DATASETS
 from cxrlib.data.download import download
 from cxrlib.data.roots import auto_profile
 from cxrlib.models.registry import check_model
-from cxrlib.session.time_limit import end_pause, set_time_limit
 
 #: Every session parameter and the types it accepts (``None``: the default).
 SESSION_PARAMETERS: dict[str, tuple[type, ...]] = {

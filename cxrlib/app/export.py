@@ -21,7 +21,7 @@ from torch import nn
 
 from cxrlib.core.errors import UserError
 from cxrlib.core.fileio import atomic_write, atomic_write_text
-from cxrlib.runs.model import load_model_file
+from cxrlib.train.model import load_model_file
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".ts.pt"}
 

@@ -8,7 +8,7 @@ or fails with pip's explanation -- never a silent upgrade that breaks the platfo
 notebooks' setup cell and ``./run_all.sh`` run this file as a script from the clone, before the
 kit is importable, so it uses the standard library alone.
 
-Usage: ``python cxrlib/session/preinstalled.py [--exclude NAME ...] > constraints.txt``;
+Usage: ``python cxrlib/app/preinstalled.py [--exclude NAME ...] > constraints.txt``;
 ``--check-floors pyproject.toml`` instead says whether the torch and torchvision already there
 are as new as the kit requires (the kit never replaces them; ``./run_all.sh`` asks this first, so
 that an old torch gets a sentence saying what to do rather than pip's resolution failure).

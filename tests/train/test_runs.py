@@ -12,11 +12,11 @@ import pytest
 from cxrlib.core.config import load_config
 from cxrlib.core.errors import NonFiniteLossError, RunConfigMismatchError, RunLockedError
 from cxrlib.paper.comparability import not_comparable_because
-from cxrlib.runs.checkpoints import CheckpointSaver
-from cxrlib.runs.layout import RunFolder
-from cxrlib.runs.results import read_run
 from cxrlib.train import loop, state
 from cxrlib.train import run as train_module
+from cxrlib.train.checkpoints import CheckpointSaver
+from cxrlib.train.layout import RunFolder
+from cxrlib.train.results import read_run
 from cxrlib.train.run import train_run
 
 TINY = {"phantom_images": 120, "epochs": 2, "batch_size": 16}
@@ -78,7 +78,7 @@ def test_paused_and_killed_runs_resume_to_byte_equal_predictions(
 
 
 def test_resume_with_other_settings_is_refused_naming_the_difference_and_the_flag(capsys):
-    from cxrlib.cli import main
+    from cxrlib.app.main import main
 
     train_run(load_config("smoke", lr=2e-3, **TINY), "cxr11", progress=False, max_steps=1)
     with pytest.raises(RunConfigMismatchError, match=r"LR: run has 0\.002, now 0\.003.*--restart"):

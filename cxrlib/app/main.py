@@ -69,7 +69,7 @@ def _cmd_config(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_env(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.session.envinfo import environment_report  # start-up time
+    from cxrlib.app.envinfo import environment_report  # start-up time
 
     print(environment_report(config).to_string(index=False))
     return 0
@@ -154,7 +154,7 @@ def _add_badges_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_badges(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.session.colab import refresh  # start-up time
+    from cxrlib.app.colab import refresh  # start-up time
 
     stale = refresh(project_root(), write=args.write)
     for path in stale:
@@ -199,7 +199,7 @@ def _add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_metrics(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.runs.results import read_run  # start-up time
+    from cxrlib.train.results import read_run  # start-up time
 
     result = read_run(Path(args.run))
     if not result.finished:
@@ -225,7 +225,7 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.cli.predict import predict_files, predictions_table  # start-up time
+    from cxrlib.app.predict import predict_files, predictions_table  # start-up time
 
     result = predict_files(Path(args.run), args.images, cam_dir=args.cam)
     if args.json:
@@ -245,7 +245,7 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_export(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.cli.export import export_model  # start-up time
+    from cxrlib.app.export import export_model  # start-up time
 
     path = export_model(args.run, args.format, args.out)
     print(f"written: {path} (and {path.name}.json: classes, input size, normalisation)")
@@ -261,7 +261,7 @@ def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.runs.results import progress_lines  # start-up time
+    from cxrlib.train.results import progress_lines  # start-up time
 
     folder = Path(args.runs_dir) if args.runs_dir else runs_root()
     lines = progress_lines(folder)

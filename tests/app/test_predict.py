@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cxrlib.cli import main
-from cxrlib.cli.predict import model_input, read_xray
+from cxrlib.app.main import main
+from cxrlib.app.predict import model_input, read_xray
 from cxrlib.data.cache import load_image
 from cxrlib.models import create_model, save_model
 from cxrlib.models.files import model_card

@@ -19,9 +19,9 @@ from cxrlib.core.config import Config
 from cxrlib.core.errors import ModelFileError, RunNotFinishedError
 from cxrlib.models.files import load_model, model_card
 from cxrlib.models.registry import build_model, check_model, get_spec
-from cxrlib.runs.layout import RunFolder
-from cxrlib.runs.record import config_from_settings, normalise_settings, read_settings_file
-from cxrlib.runs.results import read_metrics
+from cxrlib.train.layout import RunFolder
+from cxrlib.train.record import config_from_settings, normalise_settings, read_settings_file
+from cxrlib.train.results import read_metrics
 
 
 def model_overrides(config: Config) -> dict:

@@ -20,8 +20,8 @@ import pandas as pd
 from cxrlib.core.errors import RunNotFinishedError
 from cxrlib.core.fileio import atomic_write, atomic_write_text
 from cxrlib.core.paths import runs_root
-from cxrlib.runs.layout import INIT_NAMES, INIT_SUFFIX, RunFolder
-from cxrlib.runs.record import normalise_settings
+from cxrlib.train.layout import INIT_NAMES, INIT_SUFFIX, RunFolder
+from cxrlib.train.record import normalise_settings
 
 
 @dataclass

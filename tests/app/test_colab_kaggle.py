@@ -217,7 +217,7 @@ def test_a_time_limited_run_pauses_and_the_next_session_finishes_it_identically(
     assert (run / predictions).read_bytes() == (done / predictions).read_bytes()
 
 
-COLAB_LIST = PROJECT_ROOT / "tests" / "session" / "environments" / "colab-2026-08.txt"
+COLAB_LIST = PROJECT_ROOT / "tests" / "app" / "environments" / "colab-2026-08.txt"
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -267,8 +267,8 @@ def test_run_all_on_colab_installs_no_extra_and_keeps_every_preinstalled_package
     """./run_all.sh in Colab's system Python: the kit alone (no 'dev', no 'lab') for the
     notebooks, with every installed package pinned; the 'dev' extra only for --test."""
     root = tmp_path / "kit"
-    (root / "cxrlib" / "session").mkdir(parents=True)
-    for rel in ("run_all.sh", "pyproject.toml", "cxrlib/session/preinstalled.py"):
+    (root / "cxrlib" / "app").mkdir(parents=True)
+    for rel in ("run_all.sh", "pyproject.toml", "cxrlib/app/preinstalled.py"):
         shutil.copy2(PROJECT_ROOT / rel, root / rel)
     log, bin_dir = tmp_path / "calls.log", tmp_path / "bin"
     bin_dir.mkdir()

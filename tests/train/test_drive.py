@@ -15,8 +15,8 @@ import torch
 from cxrlib.core.config import load_config
 from cxrlib.core.errors import DriveNotMountedError
 from cxrlib.core.platform import DRIVE_MOUNT_ENV, DRIVE_PATHS_ENV, on_drive
-from cxrlib.runs.checkpoints import CheckpointSaver
-from cxrlib.runs.layout import RunFolder
+from cxrlib.train.checkpoints import CheckpointSaver
+from cxrlib.train.layout import RunFolder
 from cxrlib.train.run import train_run
 
 TINY = {"epochs": 3, "phantom_images": 60, "checkpoint_minutes": 1e-9}
@@ -109,7 +109,7 @@ def test_a_session_killed_mid_write_resumes_from_the_other_copy(
 def test_a_drive_folder_that_is_not_mounted_is_refused_before_any_work(
     isolated_outputs, monkeypatch
 ):
-    from cxrlib.session import config_and_extras
+    from cxrlib.app import config_and_extras
 
     mount = isolated_outputs / "content" / "drive"  # /content/drive of a VM without drive.mount
     monkeypatch.setenv(DRIVE_MOUNT_ENV, str(mount))

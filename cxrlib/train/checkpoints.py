@@ -32,7 +32,7 @@ import torch
 from cxrlib.core.errors import RunNotFinishedError
 from cxrlib.core.fileio import atomic_write, overwrite_in_place, remove_file
 from cxrlib.core.platform import on_drive
-from cxrlib.runs.layout import LOG, RunFolder
+from cxrlib.train.layout import LOG, RunFolder
 
 
 def cpu_copy(value):

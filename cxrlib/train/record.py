@@ -20,8 +20,8 @@ from cxrlib.core.config import LEAVES, Config, load_config
 from cxrlib.core.errors import RunConfigMismatchError, RunNotFinishedError
 from cxrlib.core.fileio import atomic_write_text
 from cxrlib.core.paths import is_checkout
-from cxrlib.runs.checkpoints import CheckpointSaver
-from cxrlib.runs.layout import RunFolder
+from cxrlib.train.checkpoints import CheckpointSaver
+from cxrlib.train.layout import RunFolder
 
 SETTINGS_VERSION = 2
 #: Configuration fields that may change between sessions of one run: they cannot change

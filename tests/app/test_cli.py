@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cxrlib.cli.main import COMMANDS, main
+from cxrlib.app.main import COMMANDS, main
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:

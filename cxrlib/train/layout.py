@@ -4,15 +4,15 @@ A training run lives in ``runs/<profile>/<dataset>/<split>/<model>/seed<k>/`` (`
 for a run initialised from ImageNet, ``PRETRAINED=imagenet``). Its files, each with one writer
 and one reader in this layer:
 
-* ``config.json`` -- the run's record (:mod:`cxrlib.runs.record`): the resolved configuration,
+* ``config.json`` -- the run's record (:mod:`cxrlib.train.record`): the resolved configuration,
   the identity of the data and how it was computed. Checkpoints hold the same record, so a
   deleted ``config.json`` is rewritten from them, never from today's settings.
 * ``last.pt`` (and ``last.prev.pt``, the one before it) and ``best.pt`` -- checkpoints
-  (:mod:`cxrlib.runs.checkpoints`).
+  (:mod:`cxrlib.train.checkpoints`).
 * ``epochs.csv`` and ``train.log`` -- per-epoch history, and a readable log.
 * ``test_predictions.csv`` and ``metrics.json`` -- written last; ``metrics.json`` means
   "finished", and a finished run is read back instead of trained again
-  (:mod:`cxrlib.runs.results`).
+  (:mod:`cxrlib.train.results`).
 * ``tensorboard/`` -- per-epoch scalars; ``.lock`` -- held while a process trains there.
 """
 
@@ -35,7 +35,7 @@ from cxrlib.core.errors import RunLockedError
 from cxrlib.core.fileio import remove_file, remove_stale_temp_files
 from cxrlib.core.paths import ResultsLayout
 
-LOG = logging.getLogger("cxrlib.runs")
+LOG = logging.getLogger("cxrlib.train")
 
 #: The model folder's suffix of each initialisation (PRETRAINED): from scratch (both papers) has
 #: none, so the papers' runs keep their place; ``+`` appears in no registered model name.

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from cxrlib.app import config_and_extras
+from cxrlib.app.colab import release_tag, setup_cell
+from cxrlib.app.time_limit import set_time_limit
 from cxrlib.core import clock
 from cxrlib.core.config import ConfigError, load_config
 from cxrlib.core.paths import FOLDER_ENV
 from cxrlib.paper.experiments import train_models
-from cxrlib.session import config_and_extras
-from cxrlib.session.colab import release_tag, setup_cell
-from cxrlib.session.time_limit import set_time_limit
 
 TINY = {"epochs": 1, "phantom_images": 40, "model": "resnet34"}
 
@@ -89,8 +89,8 @@ def test_a_table_label_names_each_dataset_when_only_one_is_real(isolated_outputs
 
 
 def test_on_colab_runs_on_the_vms_own_disk_get_one_warning(isolated_outputs, monkeypatch, capsys):
+    from cxrlib.app import parameters
     from cxrlib.core.platform import DRIVE_PATHS_ENV
-    from cxrlib.session import parameters
 
     monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab-test")
     monkeypatch.setattr(parameters, "_warned", set())
