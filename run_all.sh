@@ -34,10 +34,10 @@ Options:
   --yaml 'NAME: VALUE'   pass parameters as YAML, for lists: a run filter, e.g.
                          --only 06 --yaml 'MODELS: [resnet50, chexnet_tiny]' trains and
                          tabulates just those models. Repeatable.
-  --cxr14-root DIR       NIH ChestX-ray14 Kaggle folder (holds Data_Entry_2017.csv and
-                         images_0XX/images/). Same as the environment variable CXR14_ROOT.
-  --cxr11-root DIR       RANZCR CLiP Kaggle folder (holds train.csv and train/).
-                         Same as the environment variable CXR11_ROOT.
+  --data-root NAME=DIR   where a dataset's real data is, e.g. --data-root cxr14=/data/nih
+                         (the NIH folder with Data_Entry_2017.csv and images_0XX/), or
+                         --data-root cxr11=/data/ranzcr (train.csv and train/). Repeatable;
+                         env CXRLIB_DATA_ROOTS="cxr14=DIR,cxr11=DIR".
   --results-dir DIR      outputs (default ./results; env CXRLIB_RESULTS_DIR)
   --runs-dir DIR         training runs and checkpoints (default ./runs; env CXRLIB_RUNS_DIR)
   --data-dir DIR         split files, phantom data, image caches (default ./open_data;
@@ -84,8 +84,9 @@ while [[ $# -gt 0 ]]; do
            # notebook parameters are upper case; names are case-insensitive (epochs=3)
            PARAMS+=(-p "${name^^}" "${2#*=}"); shift 2 ;;
     --yaml) [[ $# -ge 2 ]] || die "--yaml needs 'NAME: VALUE'"; PARAMS+=(-y "$2"); shift 2 ;;
-    --cxr14-root) [[ $# -ge 2 ]] || die "--cxr14-root needs a folder"; export CXR14_ROOT="$2"; shift 2 ;;
-    --cxr11-root) [[ $# -ge 2 ]] || die "--cxr11-root needs a folder"; export CXR11_ROOT="$2"; shift 2 ;;
+    --data-root) [[ $# -ge 2 && "$2" == ?*=?* ]] || die "--data-root needs NAME=DIR, e.g. cxr14=/data/nih"
+                 export CXRLIB_DATA_ROOTS="${CXRLIB_DATA_ROOTS:+$CXRLIB_DATA_ROOTS,}$2"; shift 2 ;;
+    --cxr14-root|--cxr11-root) die "$1 is now --data-root ${1:2:5}=DIR" ;;
     --results-dir) [[ $# -ge 2 ]] || die "--results-dir needs a folder"; export CXRLIB_RESULTS_DIR="$2"; shift 2 ;;
     --runs-dir) [[ $# -ge 2 ]] || die "--runs-dir needs a folder"; export CXRLIB_RUNS_DIR="$2"; shift 2 ;;
     --data-dir) [[ $# -ge 2 ]] || die "--data-dir needs a folder"; export CXRLIB_DATA_DIR="$2"; shift 2 ;;
@@ -229,7 +230,9 @@ if [[ "$DOWNLOAD" == 1 ]]; then
   "$PY" -m cxrlib download all || die "download failed (see above)"
 fi
 if [[ -z "$PROFILE" ]]; then
-  PROFILE="$("$PY" -c 'from cxrlib.data.roots import auto_profile; print(auto_profile())')"
+  PROFILE="$("$PY" -c 'from cxrlib.core.workspace import Workspace
+from cxrlib.data.roots import auto_profile
+print(auto_profile(Workspace.from_env()))')"
 fi
 echo "==> data (profile '$PROFILE'):"
 "$PY" -m cxrlib data --profile "$PROFILE" | sed -n '2,$s/^/    /p'
@@ -250,10 +253,6 @@ for nb in "$ROOT"/notebooks/[0-9][0-9]_*.ipynb; do
 done
 [[ ${#NOTEBOOKS[@]} -gt 0 ]] || die "no notebook matches --only '$ONLY' in $ROOT/notebooks"
 
-ROOT_PARAMS=()
-[[ -n "${CXR14_ROOT:-}" ]] && ROOT_PARAMS+=(-p CXR14_ROOT "$CXR14_ROOT")
-[[ -n "${CXR11_ROOT:-}" ]] && ROOT_PARAMS+=(-p CXR11_ROOT "$CXR11_ROOT")
-
 # The kernelspec made at set-up runs exactly $PY; otherwise jupyter_client maps 'python3' to it.
 KERNEL="$("$PY" -c 'from jupyter_client.kernelspec import KernelSpecManager as M
 print("cxrlib" if "cxrlib" in M().find_kernel_specs() else "python3")')"
@@ -271,7 +270,7 @@ for nb in "${NOTEBOOKS[@]}"; do
   start=$SECONDS
   rm -f "$CXRLIB_PAUSE_FILE"
   if ! "$PY" -m papermill "$nb" "$out" --kernel "$KERNEL" --cwd "$ROOT/notebooks" \
-        --log-output --no-progress-bar -p PROFILE "$PROFILE" ${ROOT_PARAMS[@]+"${ROOT_PARAMS[@]}"} \
+        --log-output --no-progress-bar -p PROFILE "$PROFILE" \
         ${PARAMS[@]+"${PARAMS[@]}"}; then
     echo "run_all.sh: FAILED in notebook $name" >&2
     echo "run_all.sh: the executed notebook with the error is: $out" >&2

@@ -30,9 +30,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from cxrlib.data.cache import build_cache
-from cxrlib.data.loader import CachedImageDataset, make_loader, set_loader_epoch, to_model_input
+from cxrlib.data.datasets import get_dataset
+from cxrlib.data.loader import make_loader, set_loader_epoch, to_model_input
 from cxrlib.data.phantom import PhantomSpec, generate_phantom
-from cxrlib.data.tables import load_dataset
 
 
 class DecodeEveryStep(Dataset):
@@ -77,8 +77,8 @@ def main() -> None:
         rows = []
         for dataset, resolution in (("cxr14", 1024), ("cxr11", 2048)):
             spec = PhantomSpec(dataset, num_images=args.images, image_size=resolution)
-            data = load_dataset(dataset, generate_phantom(spec, Path(tmp) / "phantom"))
-            ids, paths = data.table["image_id"].tolist(), data.table["path"].tolist()
+            table = get_dataset(dataset).read(generate_phantom(spec, Path(tmp) / "phantom"))
+            ids, paths = table["image_id"].tolist(), table["path"].tolist()
             start = time.perf_counter()
             cache = build_cache(ids, paths, args.size, Path(tmp) / "cache", dataset, progress=False)
             build_rate = len(paths) / (time.perf_counter() - start)
@@ -93,9 +93,12 @@ def main() -> None:
             labels = np.zeros((len(rows_10k), 1), dtype=np.float32)
             for workers in (0, 1, 2):
                 cached = make_loader(
-                    CachedImageDataset(cache.pixels, rows_10k, labels, flip=True),
-                    args.batch_size,
+                    cache.pixels,
+                    rows_10k,
+                    labels,
+                    batch_size=args.batch_size,
                     shuffle=True,
+                    flip=True,
                     num_workers=workers,
                 )
                 set_loader_epoch(cached, 0)
@@ -105,7 +108,10 @@ def main() -> None:
                     shuffle=True,
                     num_workers=workers,
                 )
-                _rate(make_loader(cached.dataset, args.batch_size, False), normalise=True)  # warm
+                warm = make_loader(
+                    cache.pixels, rows_10k, labels, batch_size=args.batch_size, shuffle=False
+                )
+                _rate(warm, normalise=True)  # warm the page cache
                 fast = float(np.median([_rate(cached, normalise=True) for _ in range(3)]))
                 slow = _rate(decoded, normalise=False)
                 rows.append((dataset, workers, fast, slow))

@@ -33,8 +33,8 @@ def isolate_outputs(patch: pytest.MonkeyPatch, root: Path) -> Path:
         ("CXRLIB_DATA_DIR", "open_data"),
     ):
         patch.setenv(env, str(root / name))
-    patch.delenv("CXR14_ROOT", raising=False)
-    patch.delenv("CXR11_ROOT", raising=False)
+    patch.delenv("CXRLIB_DATA_ROOTS", raising=False)
+    patch.setenv("CXRLIB_KAGGLE_INPUT", str(root / "no-kaggle-input"))
     return root
 
 

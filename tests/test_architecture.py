@@ -164,3 +164,106 @@ def test_sizes_a_reader_can_hold(kind):
         if k == kind and size > limit
     ]
     assert not over, "\n".join(over)
+
+
+def test_layer_pairs_are_few(capsys):
+    """Distinct layer -> lower-layer import pairs (seven floors allow 21): printed, and kept at
+    or below 21 so that each floor stands on few others."""
+    pairs = {
+        (cxrlib.LAYERS[_layer(m)], cxrlib.LAYERS[_layer(t)])
+        for m, targets in _graph().items()
+        for t in targets
+        if _layer(m) < len(cxrlib.LAYERS)
+        and _layer(t) < len(cxrlib.LAYERS)
+        and _layer(m) != _layer(t)
+    }
+    with capsys.disabled():
+        print(f"\n{len(cxrlib.LAYERS)} layers, {len(pairs)} distinct layer->layer import pairs")
+    assert len(cxrlib.LAYERS) <= 7 and len(pairs) <= 21, sorted(pairs)
+
+
+#: torchrun's own variables, which the train layer may read where a process learns its rank.
+TORCHRUN = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def _environment_reads(module: str) -> list[str]:
+    """``os.environ``/``os.getenv`` uses in ``module`` (torchrun's rank variables aside)."""
+    found = []
+    tree = ast.parse(MODULES[module].read_text())
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("environ", "getenv")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ):
+            found.append(node)
+    lines = MODULES[module].read_text().splitlines()
+    return [
+        f"{module}:{n.lineno}"
+        for n in found
+        if not any(f'"{name}"' in lines[n.lineno - 1] for name in TORCHRUN)
+    ]
+
+
+def test_only_the_ground_and_the_entry_points_read_the_environment():
+    """Folders and data roots travel in the configuration's workspace; below the entry points
+    (app) nothing reads them from the environment, and only the ground layer's ``load_config``
+    default, the entry points and the public ``create_model`` build a workspace from it."""
+    allowed = {"core", "app"}
+    reads = [
+        read
+        for module in MODULES
+        if module.count(".") and module.split(".")[1] not in allowed
+        for read in _environment_reads(module)
+    ]
+    assert not reads, "the environment is read below the entry points:\n" + "\n".join(reads)
+    from_env = [
+        module
+        for module, path in MODULES.items()
+        if "Workspace.from_env(" in path.read_text()
+        and module.split(".")[1:2] not in (["core"], ["app"])
+        and module != "cxrlib.models.factory"
+    ]
+    assert not from_env, from_env
+
+
+def test_run_folders_are_laid_out_in_one_place():
+    """Only cxrlib.train.layout (RunKey) builds or parses a run's folder: no other module
+    spells the seed folder or takes a run folder apart by position."""
+    spelled = [
+        module
+        for module, path in MODULES.items()
+        if module != "cxrlib.train.layout"
+        and any(p in path.read_text() for p in ('f"seed{', '"seed*', "parts[-4", "parts[-5"))
+    ]
+    assert not spelled, spelled
+
+
+def _classes():
+    import importlib
+    import inspect
+
+    for module in MODULES:
+        if module.endswith("__main__"):
+            continue
+        loaded = importlib.import_module(module)
+        for _, cls in inspect.getmembers(loaded, inspect.isclass):
+            if cls.__module__ == module:
+                yield cls
+
+
+def test_no_constructor_takes_more_than_five_positional_parameters():
+    import inspect
+
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    wide = []
+    for cls in _classes():
+        try:
+            signature = inspect.signature(cls.__init__)
+        except (TypeError, ValueError):
+            continue
+        count = sum(p.kind in positional for p in signature.parameters.values()) - 1  # self
+        if count > 5:
+            wide.append(f"{cls.__module__}.{cls.__name__}: {count}")
+    assert not wide, "keyword-only beyond five:\n" + "\n".join(wide)

@@ -91,3 +91,15 @@ def test_device_names_map_to_their_exact_peaks(name, entry):
 
 def test_a_t4_has_no_bf16_peak_so_it_is_timed_in_fp16():
     assert "bf16" not in DEVICE_PEAKS["T4"] and DEVICE_PEAKS["T4"]["fp16"] == 65.0
+
+
+@pytest.mark.slow  # one interpreter with torch per script
+@pytest.mark.parametrize("script", sorted((ROOT / "benchmarks").glob("*.py")), ids=lambda p: p.name)
+def test_every_benchmark_imports_what_it_uses_and_explains_itself(script):
+    """A benchmark that no longer imports (an API it used was renamed) fails here, not on the
+    day someone needs its figures."""
+    done = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage:" in done.stdout

@@ -6,12 +6,13 @@ kit at that same tag: the notebook and the code it calls always belong together.
 ``cxrlib`` is importable already (a clone in JupyterLab, ``./run_all.sh``) the setup cell does
 nothing. Elsewhere it clones the repository and ``pip install``\\s it -- not editable, so the
 running kernel imports it at once, and results, runs and data go under the working directory
-(:mod:`cxrlib.core.paths`) -- with every preinstalled package as a constraint, so that torch,
+(:mod:`cxrlib.core.workspace`) -- with every preinstalled package as a constraint, so that torch,
 Colab's Jupyter and everything else preinstalled stay as they are (the JupyterLab front end is
 the optional ``lab`` extra). ``$CXRLIB_REPOSITORY`` replaces the address (a fork, a test).
 
-``python -m cxrlib badges --write`` rewrites the notebooks' badges and setup cells and the
-README's badges after the address or the version changed; a test fails until it is run.
+``python -m cxrlib badges --write`` rewrites the notebooks' badges, setup cells and "Produces"
+paragraphs (made from the outputs' names, :data:`cxrlib.paper.items.OUTPUTS`) and the README's
+badges after the address, the version or a name changed; a test fails until it is run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import nbformat
 
 from cxrlib.core.fileio import atomic_write_text
+from cxrlib.paper.items import PRODUCES_END, PRODUCES_START, produces
 
 SETUP_MARKER = "# Setup (Colab, Kaggle)"
 BADGES_START, BADGES_END = "<!-- badges -->", "<!-- /badges -->"
@@ -100,15 +102,24 @@ def _with_badges(text: str, notebook: str | None) -> str:
     return f"{first}\n\n{badges(notebook)}\n{rest}"
 
 
+def _with_produces(text: str, notebook: str) -> str:
+    """``text`` with its "Produces" paragraph made from the outputs' names
+    (:func:`cxrlib.paper.items.produces`), replaced or added at its end."""
+    pattern = re.compile(re.escape(PRODUCES_START) + ".*?" + re.escape(PRODUCES_END), re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: produces(notebook), text, count=1)
+    return f"{text.rstrip()}\n\n{produces(notebook)}"
+
+
 def refresh(project: Path, write: bool = False) -> list[Path]:
-    """The files whose badges or setup cell are not what the address and version make
-    (rewritten when ``write``)."""
+    """The files whose badges, "Produces" paragraph or setup cell are not what the address,
+    the version and the outputs' names make (rewritten when ``write``)."""
     stale = []
     for path in sorted((project / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         title = nb.cells[0]
         code = [c for c in nb.cells if c.cell_type == "code"]
-        new_title = _with_badges(title.source, path.name)
+        new_title = _with_produces(_with_badges(title.source, path.name), path.stem)
         setup = code[0] if code and code[0].source.startswith(SETUP_MARKER) else None
         if new_title == title.source and setup is not None and setup.source == setup_cell():
             continue

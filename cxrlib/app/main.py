@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cxrlib.core.config import PROFILES, Config, load_config, parse_override
 from cxrlib.core.errors import RunNotFinishedError, UserError
-from cxrlib.core.paths import FOLDER_ENV, check_folder, data_root, project_root, runs_root
+from cxrlib.core.workspace import Workspace, project_root
 
 Handler = Callable[[argparse.Namespace, Config], int]
 
@@ -35,27 +34,49 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         help="override one configuration value, e.g. --set epochs=3 (repeatable); "
         "`python -m cxrlib config` lists the names",
     )
-    parser.add_argument("--cxr14-root", help="NIH ChestX-ray14 Kaggle folder (or $CXR14_ROOT)")
-    parser.add_argument("--cxr11-root", help="RANZCR CLiP Kaggle folder (or $CXR11_ROOT)")
+    parser.add_argument(
+        "--data-root",
+        dest="data_roots",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="the folder of a dataset's real data, e.g. --data-root cxr14=/data/nih "
+        "(repeatable; or $CXRLIB_DATA_ROOTS)",
+    )
+    parser.add_argument("--data-dir", help="split files, phantom, caches (or $CXRLIB_DATA_DIR)")
+    parser.add_argument("--runs-dir", help="training runs (default ./runs; or $CXRLIB_RUNS_DIR)")
+    parser.add_argument(
+        "--results-dir", help="tables, figures, report (default ./results; $CXRLIB_RESULTS_DIR)"
+    )
+
+
+def workspace_from_args(args: argparse.Namespace) -> Workspace:
+    """The environment's workspace with the folders and data roots the options name; a Drive
+    that is not mounted, or a data root of no dataset, is an error at once."""
+    workspace = Workspace.from_env().replace(
+        data=args.data_dir,
+        runs=args.runs_dir,
+        results=args.results_dir,
+        data_roots=",".join(args.data_roots) or None,
+    )
+    if workspace.data_roots:
+        from cxrlib.data.roots import check_data_roots  # start-up time: only with a root
+
+        check_data_roots(workspace)
+    return workspace.check()
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The validated configuration named by ``--profile``, ``--set`` and the root options
+    """The validated configuration named by ``--profile``, ``--set`` and the workspace options
     (no profile: ``paper`` where real data is found, else ``smoke``)."""
     overrides = dict(parse_override(text) for text in args.overrides)
-    if args.cxr14_root:
-        overrides["cxr14_root"] = args.cxr14_root
-    if args.cxr11_root:
-        overrides["cxr11_root"] = args.cxr11_root
-    for name, env in FOLDER_ENV.items():  # a Drive that is not mounted: an error at once
-        if os.environ.get(env):
-            check_folder(os.environ[env], name)
+    workspace = workspace_from_args(args)
     profile = args.profile
     if profile is None:
         from cxrlib.data.roots import auto_profile  # start-up time: only without --profile
 
-        profile = auto_profile(overrides)
-    config = load_config(profile, **overrides)
+        profile = auto_profile(workspace)
+    config = load_config(profile, workspace=workspace, **overrides)
     if "model" in overrides:
         from cxrlib.models.registry import check_model  # start-up time: loads torch
 
@@ -93,7 +114,7 @@ def _cmd_phantom(args: argparse.Namespace, config: Config) -> int:
     from cxrlib.data.datasets import dataset_names  # start-up time
     from cxrlib.data.phantom import PhantomSpec, generate_phantom  # start-up time
 
-    out = Path(args.out) if args.out else data_root() / "phantom"
+    out = Path(args.out) if args.out else config.workspace.data / "phantom"
     for dataset in dataset_names(args.dataset):
         spec = PhantomSpec(
             dataset,
@@ -136,7 +157,7 @@ def _cmd_download(args: argparse.Namespace, config: Config) -> int:
     from cxrlib.data.download import download  # start-up time
 
     for dataset in dataset_names(args.dataset):
-        download(dataset)
+        download(dataset, config.workspace)
     return 0
 
 
@@ -254,16 +275,17 @@ def _cmd_export(args: argparse.Namespace, config: Config) -> int:
 
 def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "runs_dir",
+        "folder",
         nargs="?",
-        help="a runs folder (RUNS_DIR), a profile's folder in it, or one run (default: ./runs)",
+        help="a runs folder (RUNS_DIR), a profile's folder in it, or one run "
+        "(default: --runs-dir, else ./runs)",
     )
 
 
 def _cmd_status(args: argparse.Namespace, config: Config) -> int:
     from cxrlib.train.results import progress_lines  # start-up time
 
-    folder = Path(args.runs_dir) if args.runs_dir else runs_root()
+    folder = Path(args.folder) if args.folder else config.workspace.runs
     lines = progress_lines(folder)
     print("\n".join(lines) if lines else f"no run under {folder}")
     return 0

@@ -1,11 +1,13 @@
-"""A notebook's parameters cell: every ALL-CAPS global validated, the session's folders and
+"""A notebook's parameters cell: every ALL-CAPS global validated, the session's workspace and
 time limit applied, before any work.
 
 A session says about itself:
 
-* **where** its files go (``RUNS_DIR``, ``DATA_DIR``, ``RESULTS_DIR``; they set
-  ``$CXRLIB_RUNS_DIR`` ... for this process and its children, :mod:`cxrlib.core.paths`). On
-  Colab, put them on Google Drive (``/content/drive/MyDrive/cxr-runs``, after
+* **where** its files go (``RUNS_DIR``, ``DATA_DIR``, ``RESULTS_DIR``) and where real data is
+  (``DATA_ROOTS = {"cxr14": "/path"}``): together the session's workspace
+  (:class:`~cxrlib.core.workspace.Workspace`, starting from the environment's, which
+  ``./run_all.sh`` sets), carried by the configuration to everything the notebook calls. On
+  Colab, put the folders on Google Drive (``/content/drive/MyDrive/cxr-runs``, after
   ``drive.mount``) so that the next session finds them; on Kaggle under ``/kaggle/working``. A
   folder under ``/content/drive`` while Drive is not mounted is an error before anything is
   written; runs on a Colab VM's own disk get one warning that they vanish at disconnect;
@@ -15,36 +17,31 @@ A session says about itself:
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from cxrlib.app.time_limit import end_pause, set_time_limit
-from cxrlib.core import paths, platform
+from cxrlib.core import platform
 from cxrlib.core.config import PARAMETER_NAMES, Config, ConfigError, load_config
+from cxrlib.core.workspace import FOLDER_PARAMETERS, Workspace
 from cxrlib.data.datasets import PAPER_DATASETS
 from cxrlib.data.download import download
-from cxrlib.data.roots import auto_profile
+from cxrlib.data.roots import auto_profile, check_data_roots
 from cxrlib.models.registry import check_model
 
 #: Every session parameter and the types it accepts (``None``: the default).
 SESSION_PARAMETERS: dict[str, tuple[type, ...]] = {
-    **{name: (str,) for name in paths.FOLDER_ENV},
+    **{name: (str,) for name in FOLDER_PARAMETERS.values()},
+    "DATA_ROOTS": (dict,),  # {"cxr14": "/path/to/nih"}: where a dataset's real data is
     "TIME_LIMIT_MINUTES": (int, float),
     "DOWNLOAD": (bool,),  # True: download the paper datasets not found (cxrlib.data.download)
 }
-_folders_set: dict[str, str] = {}  #: what this process set, so that None can undo it
 _warned: set[str] = set()
 _PARAM_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
-def apply_session_parameters(params: dict) -> None:
-    """Set the folders and the time limit named by a notebook's session parameters; check the
-    folders (a Drive that is not mounted: an error); download if asked.
-
-    Also ends a pause left in this kernel by an earlier run of the notebook (a fresh start)."""
+def _check_types(params: dict) -> None:
     for name, kinds in SESSION_PARAMETERS.items():
         value = params.get(name)
         if value is not None and (
@@ -52,34 +49,44 @@ def apply_session_parameters(params: dict) -> None:
         ):
             allowed = " or ".join(k.__name__ for k in kinds)
             raise ConfigError(f"parameter {name} must be {allowed} or None; got {value!r}")
-    for name, env in paths.FOLDER_ENV.items():
-        if params.get(name):
-            folder = Path(params[name]).expanduser().absolute()
-            paths.check_folder(folder, name)  # before anything is written there
-            os.environ[env] = _folders_set[env] = str(folder.resolve())
-        elif env in _folders_set and os.environ.get(env) == _folders_set.pop(env):
-            del os.environ[env]  # None again after an earlier run of the notebook: the default
-    check_session_folders()
+
+
+def session_workspace(params: dict, base: Workspace | None = None) -> Workspace:
+    """The workspace a session's parameters name: ``base`` (default: the environment's) with
+    ``RUNS_DIR``, ``DATA_DIR``, ``RESULTS_DIR`` and ``DATA_ROOTS`` where given; checked (a
+    Drive that is not mounted, a data root of no dataset: an error before anything is written)."""
+    _check_types(params)
+    base = base if base is not None else Workspace.from_env()
+    folders = {field: params.get(name) for field, name in FOLDER_PARAMETERS.items()}
+    workspace = base.replace(**folders, data_roots=params.get("DATA_ROOTS"))
+    return check_data_roots(workspace.check())
+
+
+def apply_session_parameters(params: dict) -> Workspace:
+    """The session's workspace (:func:`session_workspace`), its time limit set, a download done
+    if asked; also ends a pause left in this kernel by an earlier run of the notebook."""
+    workspace = session_workspace(params)
+    warn_if_on_the_vm(workspace)
     set_time_limit(params.get("TIME_LIMIT_MINUTES"))
     end_pause()
     if params.get("DOWNLOAD"):  # before the profile is chosen: the data then selects "paper"
         for name in PAPER_DATASETS:
-            download(name)
+            download(name, workspace)
+    return workspace
 
 
-def check_session_folders() -> None:
-    """Every output folder checked (:func:`cxrlib.core.paths.check_folder`); on Colab, one
-    warning when the runs would stay on the VM's disk, which is gone at disconnect."""
-    for name, root in (("RUNS_DIR", paths.runs_root), ("RESULTS_DIR", paths.results_root)):
-        folder = root()
+def warn_if_on_the_vm(workspace: Workspace) -> None:
+    """On Colab, one warning when runs or results would stay on the VM's disk, which is gone
+    at disconnect."""
+    for field in ("runs", "results"):
+        name, folder = FOLDER_PARAMETERS[field], getattr(workspace, field)
         if platform.on_colab() and not platform.on_drive(folder) and name not in _warned:
             _warned.add(name)
             print(
                 f"warning: {name} is {folder}, on this Colab VM's own disk, which is erased "
                 f"when the runtime disconnects. To keep them: {platform.MOUNT_HINT}, then "
-                f'{name} = "/content/drive/MyDrive/cxr-{name.split("_")[0].lower()}"'
+                f'{name} = "/content/drive/MyDrive/cxr-{field}"'
             )
-    paths.data_root()  # raises for a Drive path that is not mounted
 
 
 def _parameters(namespace: Mapping[str, Any], extra: tuple[str, ...]) -> dict[str, Any]:
@@ -108,9 +115,10 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
 
     ``extra_types`` names them and their type, e.g. ``MODELS=list``; their values are checked
     (``None`` is allowed and means the notebook's default, e.g. the models the paper items
-    need) and returned in a dict (``{"MODELS": [...]}``). The session parameters (folders,
-    ``TIME_LIMIT_MINUTES``, ``DOWNLOAD``) are applied here; every other ALL-CAPS name is a
-    config value. ``PROFILE = None``: ``paper`` where real data is found, else ``smoke``.
+    need) and returned in a dict (``{"MODELS": [...]}``). The session parameters (folders and
+    ``DATA_ROOTS``: the workspace; ``TIME_LIMIT_MINUTES``, ``DOWNLOAD``) are applied here; every
+    other ALL-CAPS name is a config value. ``PROFILE = None``: ``paper`` where real data is
+    found, else ``smoke``.
     """
     params = _parameters(namespace, tuple(extra_types))
     if "PROFILE" not in params:
@@ -119,7 +127,8 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
             "when real data is found)"
         )
     profile = params.pop("PROFILE")
-    apply_session_parameters({n: params.pop(n) for n in SESSION_PARAMETERS if n in params})
+    session = {n: params.pop(n) for n in SESSION_PARAMETERS if n in params}
+    workspace = apply_session_parameters(session)
     extras = {}
     for name, kind in extra_types.items():
         if name not in params:
@@ -128,6 +137,7 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
         if value is not None and not isinstance(value, kind):  # None: the notebook's default
             raise ConfigError(f"parameter {name} must be {kind.__name__} or None; got {value!r}")
         extras[name] = value
-    config = load_config(auto_profile(params) if profile is None else profile, **params)
+    profile = auto_profile(workspace) if profile is None else profile
+    config = load_config(profile, workspace=workspace, **params)
     check_model(config.model.model)
     return config, extras

@@ -17,6 +17,10 @@ import time
 from cxrlib.core import clock
 from cxrlib.core.config import ConfigError
 
+#: The calls that start a notebook over (its parameters validated): a cell holding one of them
+#: runs after a pause, and ends it.
+STARTS = ("start(globals()", "config_and_extras(", "config_from_notebook(")
+
 
 def set_time_limit(minutes: float | None) -> None:
     """Training in this process pauses ``minutes`` from now (None: no limit of its own)."""
@@ -37,7 +41,7 @@ def _skip_cell(lines: list[str]) -> list[str]:
     """An IPython input transformer: a cell after a pause only says so (the config cell, which
     starts the notebook over, runs and ends the pause)."""
     source = "".join(lines)
-    if "config_and_extras(" in source or "config_from_notebook(" in source:
+    if any(call in source for call in STARTS):
         return lines
     message = f"skipped: training {clock.PAUSED} (run the notebook from the top)"
     return [f"print({message!r})\n"]

@@ -26,7 +26,6 @@ import ast
 import dataclasses
 import json
 import math
-import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from cxrlib.core.errors import UserError
 from cxrlib.core.recipe import recipe_value as _r
+from cxrlib.core.workspace import Workspace
 
 PROFILES = ("smoke", "paper")
 DataSource = Literal["auto", "phantom", "real"]
@@ -50,15 +50,15 @@ class ConfigError(UserError, ValueError):
     """A profile, parameter name or value that is not allowed; the message says what is."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Where the images come from and how they are split and cached."""
 
     # real (Kaggle data; an error when absent), phantom (synthetic), or auto: per dataset, the
-    # real data where found (root, $CXR14_ROOT, Kaggle input, download), else the phantom
+    # real data where found (DATA_ROOTS, Kaggle input, download), else the phantom
+    # (where each dataset's real data is lies in the workspace: DATA_ROOTS, a Kaggle input,
+    # a finished download -- cxrlib.core.workspace, cxrlib.data.roots)
     data_source: DataSource = "auto"
-    cxr14_root: str | None = None  # NIH folder with Data_Entry_2017.csv; or $CXR14_ROOT
-    cxr11_root: str | None = None  # RANZCR folder with train.csv; or $CXR11_ROOT
     # the authors' split files (paper), our patient-disjoint split (patient), or the
     # publisher's lists where it has them (official: NIH's train_val_list/test_list)
     split: SplitName = "paper"
@@ -68,7 +68,7 @@ class DataConfig:
     allow_missing_images: bool = False  # train on the images present; every table says so
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Which registered model to build (see ``cxrlib.models``)."""
 
@@ -81,7 +81,7 @@ class ModelConfig:
     pretrained: Pretrained = "none"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """The optimisation recipe (the authors' released configs, :mod:`cxrlib.core.recipe`)."""
 
@@ -121,16 +121,23 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """A resolved, validated profile. Build it with :func:`load_config`."""
+    """A resolved, validated profile and the workspace it reads and writes. Build it with
+    :func:`load_config`.
+
+    ``workspace`` (:class:`~cxrlib.core.workspace.Workspace`) says where the files are; it is
+    not part of what a run records (:meth:`flat`), so a run resumes wherever it is moved."""
 
     profile: str
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    workspace: Workspace = field(default_factory=Workspace.at, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The configuration as a JSON-serialisable nested dict."""
-        return dataclasses.asdict(self)
+        """The configuration as a JSON-serialisable nested dict (the workspace's folders too)."""
+        out = {"profile": self.profile}
+        out |= {section: dataclasses.asdict(getattr(self, section)) for section in SECTIONS}
+        return out | {"workspace": self.workspace.describe()}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -145,15 +152,14 @@ class Config:
     def override(self, **overrides: Any) -> Config:
         """A validated copy with some values changed (names as in :func:`load_config`)."""
         values = self.flat() | {k.lower(): v for k, v in overrides.items()}
-        return load_config(self.profile, **values)
+        return load_config(self.profile, workspace=self.workspace, **values)
+
+    def in_workspace(self, workspace: Workspace) -> Config:
+        """The same configuration reading and writing ``workspace``."""
+        return dataclasses.replace(self, workspace=workspace)
 
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
-#: Environment variables that name the real data roots when no parameter does: each
-#: ``*_root`` field of DataConfig, upper case (``cxr14_root`` -> ``$CXR14_ROOT``).
-ROOT_ENV_VARS = {
-    f.name: f.name.upper() for f in dataclasses.fields(DataConfig) if f.name.endswith("_root")
-}
 
 #: Per-profile departures from the dataclass defaults (which are the paper recipe).
 PROFILE_OVERRIDES: dict[str, dict[str, Any]] = {
@@ -287,14 +293,30 @@ def _check_ranges(cfg: Config) -> None:
         )
 
 
-def load_config(profile: str = "smoke", /, **overrides: Any) -> Config:
+def _unknown(name: str, allowed: tuple[str, ...]) -> str:
+    """The message for an unknown parameter name (a data root says where roots go now)."""
+    hint = ""
+    if name.lower().endswith("_root"):
+        dataset = name.lower()[: -len("_root")]
+        hint = (
+            f" (a dataset's folder is part of the workspace: DATA_ROOTS = {{'{dataset}': DIR}} in "
+            f"a notebook, --data-root {dataset}=DIR on the command line)"
+        )
+    listed = ", ".join(n.upper() for n in allowed)
+    return f"unknown parameter {name!r}{hint}; allowed parameters: {listed}"
+
+
+def load_config(
+    profile: str = "smoke", /, *, workspace: Workspace | None = None, **overrides: Any
+) -> Config:
     """Build the validated configuration of ``profile`` with flat ``overrides``.
 
     Override names are the leaf field names, case-insensitive (``epochs`` or ``EPOCHS``).
-    ``cxr14_root``/``cxr11_root`` fall back to the ``CXR14_ROOT``/``CXR11_ROOT`` environment
-    variables (also when given as None). ``profile`` None is resolved by the data layer
-    (:func:`cxrlib.data.roots.auto_profile`). Raises :class:`ConfigError` naming the allowed
-    values on any bad input.
+    ``workspace``: where the files are; None reads it from the environment
+    (:meth:`~cxrlib.core.workspace.Workspace.from_env`, the defaults where nothing is set) --
+    the entry points pass the one their session set. ``profile`` None is resolved by the data
+    layer (:func:`cxrlib.data.roots.auto_profile`). Raises :class:`ConfigError` naming the
+    allowed values on any bad input.
     """
     if profile is None:
         raise ConfigError(
@@ -304,26 +326,24 @@ def load_config(profile: str = "smoke", /, **overrides: Any) -> Config:
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; allowed profiles: {', '.join(PROFILES)}")
     values: dict[str, Any] = dict(PROFILE_OVERRIDES[profile])
-    for key, env in ROOT_ENV_VARS.items():
-        if os.environ.get(env):
-            values[key] = os.environ[env]
     given = set()
     for raw_name, value in overrides.items():
         name = raw_name.lower()
         if name not in LEAVES:
-            allowed = ", ".join(n.upper() for n in PARAMETER_NAMES)
-            raise ConfigError(f"unknown parameter {raw_name!r}; allowed parameters: {allowed}")
+            raise ConfigError(_unknown(raw_name, PARAMETER_NAMES))
         if name in given:
             raise ConfigError(f"parameter {name.upper()} is given twice")
         given.add(name)
-        if name in ROOT_ENV_VARS and value is None:
-            continue  # a notebook's ``CXR14_ROOT = None`` must not hide $CXR14_ROOT
         values[name] = value
     sections: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for name, value in values.items():
         section, f = LEAVES[name]
         sections[section][name] = _check_value(name, f.type, value)
-    cfg = Config(profile=profile, **{s: SECTIONS[s](**kw) for s, kw in sections.items()})
+    cfg = Config(
+        profile=profile,
+        **{s: SECTIONS[s](**kw) for s, kw in sections.items()},
+        workspace=workspace if workspace is not None else Workspace.from_env(),
+    )
     _check_ranges(cfg)
     return cfg
 
@@ -334,8 +354,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r} must look like NAME=VALUE (e.g. epochs=3)")
     name, raw = (s.strip() for s in text.split("=", 1))
     if name.lower() not in LEAVES:
-        allowed = ", ".join(n.upper() for n in LEAVES)
-        raise ConfigError(f"unknown parameter {name!r}; allowed parameters: {allowed}")
+        raise ConfigError(_unknown(name, tuple(LEAVES)))
     tp = LEAVES[name.lower()][1].type
     if get_origin(tp) is Literal and raw in get_args(tp):
         return name, raw  # a choice, even one spelled "none" (PRETRAINED=none)

@@ -12,7 +12,9 @@ stand-in for tests). ``$CXRLIB_DRIVE_MOUNT`` moves the expected mount point (tes
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Where Colab mounts Google Drive (``from google.colab import drive; drive.mount(...)``).
@@ -59,7 +61,25 @@ def on_drive(path: str | os.PathLike) -> bool:
 
 
 def unmounted_drive_path(path: str | os.PathLike) -> bool:
-    """True for a path meant for Drive (under the mount point) while Drive is not mounted:
-    writing there would fill the VM's disk and make a later ``drive.mount`` fail."""
-    declared = any(_within(Path(path).expanduser().resolve(), f) for f in _declared_drive_paths())
-    return under_drive_mount_point(path) and not drive_mounted() and not declared
+    """True for a path meant for Drive (under the mount point, as written or through a symlink
+    such as ``/mydrive -> /content/drive/MyDrive``) while Drive is not mounted: writing there
+    would fill the VM's disk and make a later ``drive.mount`` fail."""
+    path = Path(path).expanduser()
+    declared = any(_within(path.resolve(), f) for f in _declared_drive_paths())
+    meant = under_drive_mount_point(path) or under_drive_mount_point(path.resolve())
+    return meant and not drive_mounted() and not declared
+
+
+@contextlib.contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """``$name`` set to ``value`` for the duration of a call into a library that reads its
+    setting only from the environment (kagglehub's cache folder), restored afterwards."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

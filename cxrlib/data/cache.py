@@ -132,7 +132,7 @@ def _probe_digest(images: np.ndarray) -> str:
 class ImageCache:
     """A finished cache: ``pixels[row]`` (``size × size`` uint8) shows ``image_ids[row]``.
 
-    (The pixels; the table of labelled images is :class:`cxrlib.data.tables.LabelledImages`.)
+    (The pixels; the table of the images is :class:`cxrlib.data.prepare.PreparedDataset`'s.)
     """
 
     folder: Path

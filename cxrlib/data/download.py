@@ -6,7 +6,8 @@
   rules must be accepted once on the competition's page before Kaggle serves the files.
 
 On Kaggle an attached input is used as it is (no download; :mod:`cxrlib.data.roots`). Else
-the files go to ``<DATA_DIR>/kagglehub`` (``$KAGGLEHUB_CACHE`` if set): kagglehub downloads one
+the files go to ``<DATA_DIR>/kagglehub`` (the workspace's ``kagglehub_cache``, from
+``$KAGGLEHUB_CACHE``, if set): kagglehub downloads one
 archive, resumes it where a dead session left it (HTTP range requests), unpacks it and then
 deletes it -- so the disk must hold the archive and the unpacked files at once, about twice the
 dataset's size, which is checked before anything is fetched. A finished download is recorded
@@ -15,13 +16,14 @@ dataset's size, which is checked before anything is fetched. A finished download
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cxrlib.core.errors import UserError
 from cxrlib.core.fileio import check_free_space
-from cxrlib.core.paths import data_root
-from cxrlib.data.datasets import DatasetDef, get_dataset
+from cxrlib.core.platform import environment_variable
+from cxrlib.core.workspace import Workspace
+from cxrlib.data.datasets import get_dataset
+from cxrlib.data.definition import DatasetDef
 from cxrlib.data.roots import discover_root, record_download
 
 GB = 1024**3
@@ -33,19 +35,22 @@ class DownloadError(UserError, RuntimeError):
     """A download that cannot go on: no credentials, rules not accepted, no kagglehub."""
 
 
-def download_folder() -> Path:
-    """Where kagglehub keeps downloads: ``$KAGGLEHUB_CACHE``, else ``<DATA_DIR>/kagglehub``."""
-    return Path(os.environ.get("KAGGLEHUB_CACHE") or data_root() / "kagglehub")
+def download_folder(workspace: Workspace) -> Path:
+    """Where kagglehub keeps downloads: the workspace's ``kagglehub_cache``
+    (``$KAGGLEHUB_CACHE``), else ``<DATA_DIR>/kagglehub``."""
+    return workspace.kagglehub_cache or workspace.data / "kagglehub"
 
 
-def download(dataset: str) -> Path:
-    """The root of ``dataset``'s real data: found (Kaggle input, an earlier download, a root
-    in the environment) or downloaded now. Returns the folder that holds its marker file."""
+def download(dataset: str, workspace: Workspace) -> Path:
+    """The root of ``dataset``'s real data: found (``DATA_ROOTS``, a Kaggle input, an earlier
+    download) or downloaded now into the workspace. Returns the folder that holds its marker
+    file."""
     definition = get_dataset(dataset)
     source = definition.download
     if source is None:
         raise DownloadError(f"{definition.name} has no Kaggle source to download from")
-    found = discover_root(definition)
+    given = workspace.root(definition.name)
+    found = (given, "DATA_ROOTS") if given else discover_root(definition, workspace)
     if found is not None and definition.has_marker(found[0]):
         print(f"{definition.name}: already here, {found[0]} ({found[1]}); nothing to download")
         return found[0]
@@ -56,7 +61,7 @@ def download(dataset: str) -> Path:
             "downloading needs kagglehub: pip install kagglehub (it is preinstalled on Colab "
             "and Kaggle)"
         ) from None
-    folder = download_folder()
+    folder = download_folder(workspace)
     folder.mkdir(parents=True, exist_ok=True)
     check_free_space(
         folder,
@@ -65,19 +70,20 @@ def download(dataset: str) -> Path:
         f"{source.route} Or free some space, or set DATA_DIR (--data-dir, $CXRLIB_DATA_DIR) or "
         f"$KAGGLEHUB_CACHE to a larger disk",
     )
-    os.environ.setdefault("KAGGLEHUB_CACHE", str(folder))
     print(
         f"{definition.name}: downloading {source.url} (about {source.gigabytes:.0f} GB) to {folder}"
     )
     try:
-        if source.kind == "competition":
-            path = kagglehub.competition_download(source.handle)
-        else:
-            path = kagglehub.dataset_download(source.handle)
+        # kagglehub reads its cache folder only from $KAGGLEHUB_CACHE, at call time
+        with environment_variable("KAGGLEHUB_CACHE", str(folder)):
+            if source.kind == "competition":
+                path = kagglehub.competition_download(source.handle)
+            else:
+                path = kagglehub.dataset_download(source.handle)
     except Exception as err:  # kagglehub's errors differ between versions: judged by content
         raise _explain(err, definition) from err
     root = _root_in(Path(path), definition)
-    record_download(definition.name, root)
+    record_download(workspace, definition.name, root)
     print(f"{definition.name}: ready at {root}")
     return root
 

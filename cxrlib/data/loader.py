@@ -23,8 +23,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class CachedImageDataset(Dataset):
-    """Images ``images[rows[i]]`` with labels ``labels[i]``; indexed by a list, returns a batch.
+class _CacheBatches(Dataset):
+    """The batches :func:`make_loader` serves (torch's map-style adaptor, not a dataset type
+    of its own): images ``images[rows[i]]`` with labels ``labels[i]``; indexed by a list, returns
+    a batch.
 
     ``dataset[[i, j, ...]]`` -- or ``dataset[(epoch, [i, j, ...])]``, as
     :class:`EpochBatchSampler` asks -- gives ``(uint8 B×1×S×S, float32 B×K)``; with ``flip``
@@ -34,12 +36,7 @@ class CachedImageDataset(Dataset):
     """
 
     def __init__(
-        self,
-        images: np.ndarray,
-        rows: np.ndarray,
-        labels: np.ndarray,
-        flip: bool = False,
-        seed: int = 0,
+        self, images: np.ndarray, rows: np.ndarray, labels: np.ndarray, *, flip: bool, seed: int
     ) -> None:
         if len(rows) != len(labels):
             raise ValueError(f"{len(rows)} rows but {len(labels)} label vectors")
@@ -91,6 +88,7 @@ class EpochBatchSampler(Sampler):
         self,
         size: int,
         batch_size: int,
+        *,
         shuffle: bool,
         seed: int = 0,
         drop_last: bool = False,
@@ -124,23 +122,36 @@ class EpochBatchSampler(Sampler):
 
 
 def make_loader(
-    dataset: CachedImageDataset,
+    images: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    *,
     batch_size: int,
     shuffle: bool,
-    num_workers: int = 0,
+    flip: bool = False,
     seed: int = 0,
+    num_workers: int = 0,
     drop_last: bool = False,
     rank: int = 0,
     world_size: int = 1,
 ) -> DataLoader:
-    """A DataLoader that fetches whole batches from ``dataset`` in one indexing call.
+    """A DataLoader of ``(uint8 B×1×S×S images[rows], float32 B×K labels)`` batches, each
+    fetched from the cache in one indexing call; ``flip`` mirrors each image left-right with
+    probability 1/2, decided by (seed, epoch, index).
 
     Call :func:`set_loader_epoch` before each epoch: the order and the flips are then a
     function of (seed, epoch) alone, with any number of workers or ranks. Workers persist
     from epoch to epoch (no start-up per epoch; each batch names its epoch).
     """
+    dataset = _CacheBatches(images, rows, labels, flip=flip, seed=seed)
     sampler = EpochBatchSampler(
-        len(dataset), batch_size, shuffle, seed, drop_last, rank, world_size
+        len(dataset),
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+        rank=rank,
+        world_size=world_size,
     )
     return DataLoader(
         dataset,

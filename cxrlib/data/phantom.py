@@ -2,7 +2,7 @@
 
 The real datasets (NIH ChestX-ray14, Wang et al. CVPR 2017; RANZCR CLiP, Kaggle 2021) cannot
 be downloaded everywhere, so the kit ships a generator that writes look-alikes in their exact
-Kaggle layouts. The same readers (:mod:`cxrlib.data.tables`) then load phantom and real data:
+Kaggle layouts. The same readers (:mod:`cxrlib.data.sets`) then load phantom and real data:
 after generation there is no phantom-only code path.
 
 Every label has a cause drawn into the image, so a model can learn it and Grad-CAM can be
@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,10 @@ from PIL import Image
 
 from cxrlib.core.fileio import atomic_write_text
 from cxrlib.data.datasets import get_dataset
-from cxrlib.data.labels import CXR11_CLASSES, CXR11_CSV_COLUMNS, CXR14_CLASSES
 from cxrlib.data.phantom_draw import draw_cxr11, draw_cxr14, patient_anatomy
+from cxrlib.data.sets.cxr11 import CLASSES as CXR11_CLASSES
+from cxrlib.data.sets.cxr11 import CSV_COLUMNS as CXR11_CSV_COLUMNS
+from cxrlib.data.sets.cxr14 import CLASSES as CXR14_CLASSES
 from cxrlib.data.splits import SPLIT_NAMES, patient_split
 
 PHANTOM_VERSION = 1
@@ -60,6 +62,7 @@ class PhantomSpec:
     """What to generate; the output folder is keyed by all of it."""
 
     dataset: str
+    _: KW_ONLY
     num_images: int = 600
     image_size: int = 256
     seed: int = 0

@@ -32,7 +32,7 @@ def _blob(yy, xx, cy, cx, sy, sx) -> np.ndarray:
     return np.exp(-0.5 * (((yy - cy) / sy) ** 2 + ((xx - cx) / sx) ** 2))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Anatomy:
     """Relative geometry of one patient's chest (stable across that patient's images)."""
 
@@ -118,7 +118,7 @@ def _box(yy_mask: np.ndarray) -> tuple[float, float, float, float]:
 Box = tuple[float, float, float, float]  #: x, y, w, h in pixels
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Film:
     """One CXR14 phantom being drawn: the image, its lesion boxes and the patient's geometry."""
 
@@ -274,7 +274,9 @@ def draw_cxr14(
         a = Anatomy(**{**a.__dict__, "heart_rx": a.heart_rx * 1.55, "heart_ry": a.heart_ry * 1.25})
     img, lungs = _draw_chest(rng, a, size, size, emphysema=bool(labels.get("Emphysema")))
     yy, xx = _grid(size, size)
-    film = _Film(rng, a, img, lungs, yy, xx, size, side=int(rng.integers(0, 2)))
+    film = _Film(
+        rng=rng, a=a, img=img, lungs=lungs, yy=yy, xx=xx, size=size, side=int(rng.integers(0, 2))
+    )
     for name, draw in LESIONS.items():
         if labels.get(name):
             draw(film)

@@ -20,9 +20,9 @@ import pandas as pd
 
 from cxrlib.core.config import Config
 from cxrlib.core.errors import UserError
-from cxrlib.core.paths import data_root
 from cxrlib.data.cache import ImageCache, build_cache
-from cxrlib.data.datasets import DatasetDef, get_dataset
+from cxrlib.data.datasets import get_dataset
+from cxrlib.data.definition import DatasetDef, DatasetLayoutError
 from cxrlib.data.phantom import PhantomSpec, generate_phantom
 from cxrlib.data.roots import Location, locate
 from cxrlib.data.splits import (
@@ -31,33 +31,39 @@ from cxrlib.data.splits import (
     local_split_files,
     official_split,
     patient_split,
+    splits_dir,
 )
-from cxrlib.data.tables import DatasetLayoutError, LabelledImages
 
 
 class MissingImagesError(UserError, FileNotFoundError):
     """Images named by the split that are not on disk."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PreparedDataset:
     """A dataset ready for training: ``table`` rows are the images used, with columns
     ``image_id, path, patient_id, <classes>, paper_split, patient_split[, official_split], part,
     cache_row``: ``part`` is the train/val/test part of the selected split (SPLIT: paper,
     patient or official)."""
 
-    dataset: str
+    definition: DatasetDef  #: what the dataset is (its classes, layout, split files)
+    root: Path  #: the folder it was read from (the phantom's, for a phantom)
     source: str  #: phantom or real (a CSV dataset is real: your own images)
     split_name: str
-    labelled: LabelledImages  #: the dataset as read (all its images, boxes, lines)
     table: pd.DataFrame
     cache: ImageCache
+    #: localisation ground truth of the images read (:attr:`DatasetDef.annotations`)
+    annotations: pd.DataFrame
     label_disagreements: pd.DataFrame
     dropped_missing: int = 0
 
     @property
+    def dataset(self) -> str:
+        return self.definition.name
+
+    @property
     def classes(self) -> tuple[str, ...]:
-        return self.labelled.classes
+        return self.definition.classes
 
     def part(self, name: str) -> pd.DataFrame:
         """The rows of one part (``train``, ``val`` or ``test``) of the selected split."""
@@ -90,10 +96,11 @@ class PreparedDataset:
         }
 
 
-def _authors_label_vectors(definition: DatasetDef) -> np.ndarray | None:
+def _authors_label_vectors(definition: DatasetDef, data: Path) -> np.ndarray | None:
     """The train label vectors of the authors' split files where they are on disk already
     (verified), else None. Never downloads: a phantom must not wait for a network."""
-    folder = local_split_files(definition.split_files) if definition.split_files else None
+    spec = definition.split_files
+    folder = local_split_files(spec, splits_dir(data)) if spec else None
     if folder is None:
         return None
     paper = definition.read_paper_split(folder)
@@ -103,13 +110,14 @@ def _authors_label_vectors(definition: DatasetDef) -> np.ndarray | None:
 def _phantom_root(config: Config, definition: DatasetDef) -> Path:
     """The phantom of ``definition`` (generated on first use), with combinations of the
     authors' labels where their split files are here, else random ones."""
-    vectors = _authors_label_vectors(definition)
+    data = config.workspace.data
+    vectors = _authors_label_vectors(definition, data)
     spec = PhantomSpec(
         definition.name,
         num_images=config.data.phantom_images,
         label_source="authors" if vectors is not None else "random",
     )
-    return generate_phantom(spec, data_root() / "phantom", real_vectors=vectors)
+    return generate_phantom(spec, data / "phantom", real_vectors=vectors)
 
 
 def locate_dataset(config: Config, where: Location) -> tuple[Path, Path | None]:
@@ -122,24 +130,27 @@ def locate_dataset(config: Config, where: Location) -> tuple[Path, Path | None]:
         name = definition.name
         raise DatasetLayoutError(
             f"no {name.upper()} data found: run `python -m cxrlib download {name}` (or set "
-            f"DOWNLOAD = True in notebook 01), attach the Kaggle data to the notebook, or pass "
-            f"--{name}-root DIR to ./run_all.sh (or set {definition.env_var}); "
-            f"DATA_SOURCE=phantom uses phantom data"
+            f"DOWNLOAD = True in notebook 01), attach the Kaggle data to the notebook, or name "
+            f"its folder: --data-root {name}=DIR (./run_all.sh, python -m cxrlib) or "
+            f"DATA_ROOTS = {{'{name}': DIR}} (a notebook); DATA_SOURCE=phantom uses phantom data"
         )
     if definition.split_files is None:
         return where.root, None
-    return where.root, definition.fetch_split_files()
+    workspace = config.workspace
+    return where.root, definition.fetch_split_files(
+        splits_dir(workspace.data), offline=workspace.offline
+    )
 
 
-def _own_split(images: LabelledImages, config: Config) -> pd.DataFrame:
+def _own_split(images: pd.DataFrame, definition: DatasetDef, config: Config) -> pd.DataFrame:
     """A dataset without the authors' split files: its own ``split`` column is the "paper"
     split; without one, only SPLIT=patient (drawn) is possible."""
-    table = images.table.copy()
+    table = images.copy()
     if "split" in table.columns:
         return table.rename(columns={"split": "paper_split"})
     if config.data.split == "paper":
         raise DatasetLayoutError(
-            f"{images.dataset} has no 'split' column: add one (train/val/test), or set "
+            f"{definition.title} has no 'split' column: add one (train/val/test), or set "
             f"SPLIT=patient to draw a split (patient-disjoint when a patient_id column is given)"
         )
     table["paper_split"] = ""
@@ -147,18 +158,15 @@ def _own_split(images: LabelledImages, config: Config) -> pd.DataFrame:
 
 
 def _merge_with_split(
-    images: LabelledImages, paper: pd.DataFrame, split_dir: Path
+    images: pd.DataFrame, classes: list[str], paper: pd.DataFrame, split_dir: Path, root: Path
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The dataset rows named by the split, with the split column; and label disagreements."""
-    classes = list(images.classes)
-    table = images.table.merge(
-        paper, on="image_id", how="right", suffixes=("", "_split"), indicator=True
-    )
+    table = images.merge(paper, on="image_id", how="right", suffixes=("", "_split"), indicator=True)
     unknown = table.loc[table["_merge"] == "right_only", "image_id"]
     if len(unknown):
         raise SplitFileError(
             f"{len(unknown)} image(s) of the split files in {split_dir} are not in the "
-            f"dataset at {images.root} (e.g. {list(unknown[:3])}): wrong dataset root?"
+            f"dataset at {root} (e.g. {list(unknown[:3])}): wrong dataset root?"
         )
     official = table[classes].to_numpy()
     split_labels = table[[f"{c}_split" for c in classes]].to_numpy()
@@ -173,17 +181,18 @@ def _merge_with_split(
 
 
 def _split_table(
-    images: LabelledImages, definition: DatasetDef, split_dir: Path | None, config: Config
+    images: pd.DataFrame, definition: DatasetDef, root: Path, split_dir: Path | None, config
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The images of the papers' split (their split files mapped by file name), or a dataset's
     own split; and the images whose split-file labels differ from the official ones."""
     if split_dir is None:
-        return _own_split(images, config), pd.DataFrame()
+        return _own_split(images, definition, config), pd.DataFrame()
     paper = definition.read_paper_split(split_dir)
-    table, disagreements = _merge_with_split(images, paper, split_dir)
+    classes = list(definition.classes)
+    table, disagreements = _merge_with_split(images, classes, paper, split_dir, root)
     if len(disagreements):
         warnings.warn(
-            f"{images.dataset}: {len(disagreements)} image(s) whose split-file labels differ "
+            f"{definition.name}: {len(disagreements)} image(s) whose split-file labels differ "
             f"from the official labels (see PreparedDataset.label_disagreements)",
             stacklevel=3,
         )
@@ -244,14 +253,14 @@ def prepare_dataset(
     where = locate(config, definition)
     root, split_dir = locate_dataset(config, where)
     images = definition.read(root)
-    table, disagreements = _split_table(images, definition, split_dir, config)
+    table, disagreements = _split_table(images, definition, root, split_dir, config)
     table, dropped = _drop_missing(table, config, root)
     _add_splits(table, definition, root, config)
     cache = build_cache(
         table["image_id"].tolist(),
         table["path"].tolist(),
         size=config.data.image_size,
-        cache_root=data_root() / "cache",
+        cache_root=config.workspace.data / "cache",
         # one name per image set: a newer cache of the same name replaces the older one
         name=f"{root.name if where.source == 'phantom' else definition.name}"
         f"-{config.data.image_size}px",
@@ -260,12 +269,13 @@ def prepare_dataset(
     )
     table["cache_row"] = cache.rows_of(table["image_id"])
     return PreparedDataset(
-        dataset=definition.name,
+        definition=definition,
+        root=root,
         source=where.source,
         split_name=config.data.split,
-        labelled=images,
         table=table,
         cache=cache,
+        annotations=definition.annotations(root),
         label_disagreements=disagreements,
         dropped_missing=dropped,
     )

@@ -5,9 +5,11 @@
 * CXR11: RANZCR CLiP (Kaggle competition ``ranzcr-clip-catheter-line-classification``):
   ``train.csv`` beside ``train/<StudyInstanceUID>.jpg``.
 
-Where a root comes from, first found first (:func:`locate`):
+Where a root comes from, first found first (:func:`locate`), all of it in the configuration's
+workspace (:class:`~cxrlib.core.workspace.Workspace`):
 
-1. given explicitly: a parameter, ``--cxr14-root``, or ``$CXR14_ROOT`` / ``$CXR11_ROOT``;
+1. given explicitly: the workspace's ``DATA_ROOTS`` (a notebook's ``DATA_ROOTS = {"cxr14":
+   "/path"}``, ``--data-root cxr14=/path``, ``$CXRLIB_DATA_ROOTS``);
 2. a Kaggle input (``/kaggle/input/...``; its exact path varies between notebooks, so the
    first three levels are searched for a folder that the dataset's definition recognises --
    its metadata file *and* its image layout, so another competition's ``train.csv`` is not
@@ -26,15 +28,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cxrlib.core.config import ROOT_ENV_VARS, Config
+from cxrlib.core.config import Config, ConfigError
 from cxrlib.core.fileio import atomic_write_text
-from cxrlib.core.paths import data_root
-from cxrlib.data.datasets import PAPER_DATASETS, DatasetDef, get_dataset
-from cxrlib.data.tables import DatasetLayoutError
-
-#: Kaggle mounts attached datasets and competitions here (``$CXRLIB_KAGGLE_INPUT`` moves it,
-#: for tests that build a Kaggle-like tree).
-KAGGLE_INPUT_ENV = "CXRLIB_KAGGLE_INPUT"
+from cxrlib.core.workspace import Workspace
+from cxrlib.data.datasets import PAPER_DATASETS, REGISTRY, get_dataset
+from cxrlib.data.definition import DatasetDef, DatasetLayoutError
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class Location:
     definition: DatasetDef
     source: str  #: "real" or "phantom"
     root: Path | None  #: the real data's folder (None for a phantom, or real data not found)
-    how: str  #: how it was chosen: "given", "$CXR14_ROOT", "Kaggle input", ... or why phantom
+    how: str  #: how it was chosen: "DATA_ROOTS", "Kaggle input", ... or why phantom
 
     @property
     def dataset(self) -> str:
@@ -55,31 +53,38 @@ class Location:
         return self.source == "phantom" or self.root is not None
 
 
-def kaggle_input() -> Path:
-    return Path(os.environ.get(KAGGLE_INPUT_ENV, "/kaggle/input"))
+def check_data_roots(workspace: Workspace) -> Workspace:
+    """The workspace, after checking that each of its ``DATA_ROOTS`` names a dataset (a
+    :class:`~cxrlib.core.config.ConfigError` listing them otherwise): at the entry points."""
+    unknown = [name for name, _ in workspace.data_roots if name not in REGISTRY]
+    if unknown:
+        raise ConfigError(
+            f"DATA_ROOTS names no dataset called {', '.join(map(repr, unknown))}; datasets: "
+            f"{', '.join(REGISTRY)} (a CSV of your own is DATASET='csv:/path/to/labels.csv')"
+        )
+    return workspace
 
 
-def downloads_record() -> Path:
+def downloads_record(workspace: Workspace) -> Path:
     """The file in which :mod:`cxrlib.data.download` records each finished download."""
-    return data_root() / "downloads.json"
+    return workspace.data / "downloads.json"
 
 
-def record_download(dataset: str, root: Path) -> None:
+def record_download(workspace: Workspace, dataset: str, root: Path) -> None:
     """Remember where the finished download of ``dataset`` is (atomically)."""
-    record = _read_downloads()
+    record = _read_downloads(workspace)
     record[dataset] = str(Path(root).resolve())
-    atomic_write_text(downloads_record(), json.dumps(record, indent=2, sort_keys=True))
+    atomic_write_text(downloads_record(workspace), json.dumps(record, indent=2, sort_keys=True))
 
 
-def _read_downloads() -> dict[str, str]:
+def _read_downloads(workspace: Workspace) -> dict[str, str]:
     try:
-        return json.loads(downloads_record().read_text())
+        return json.loads(downloads_record(workspace).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
 
-def _kaggle_root(definition: DatasetDef) -> Path | None:
-    base = kaggle_input()
+def _kaggle_root(definition: DatasetDef, base: Path) -> Path | None:
     if not base.is_dir():
         return None
     for rel in definition.kaggle:
@@ -93,24 +98,23 @@ def _kaggle_root(definition: DatasetDef) -> Path | None:
     return None
 
 
-def discover_root(definition: DatasetDef) -> tuple[Path, str] | None:
-    """(root, how it was found) of a dataset no parameter names, or None."""
-    if definition.env_var and os.environ.get(definition.env_var):
-        return Path(os.environ[definition.env_var]).expanduser(), f"${definition.env_var}"
-    kaggle = _kaggle_root(definition)
+def discover_root(definition: DatasetDef, workspace: Workspace) -> tuple[Path, str] | None:
+    """(root, how it was found) of a dataset that ``DATA_ROOTS`` does not name, or None."""
+    kaggle = _kaggle_root(definition, workspace.kaggle_input)
     if kaggle is not None:
         return kaggle, "Kaggle input"
-    downloaded = _read_downloads().get(definition.name)
+    downloaded = _read_downloads(workspace).get(definition.name)
     if downloaded and definition.recognised(Path(downloaded)):
         return Path(downloaded), "python -m cxrlib download"
     return None
 
 
-def found_roots() -> dict[str, tuple[Path, str]]:
+def found_roots(workspace: Workspace) -> dict[str, tuple[Path, str]]:
     """Every paper dataset whose real data is there: name -> (root, how it was found)."""
     found = {}
     for name in PAPER_DATASETS:
-        hit = discover_root(get_dataset(name))
+        given = workspace.root(name)
+        hit = (given, "DATA_ROOTS") if given else discover_root(get_dataset(name), workspace)
         if hit is not None:
             found[name] = hit
     return found
@@ -123,8 +127,8 @@ def check_root(definition: DatasetDef, root: str | os.PathLike) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DatasetLayoutError(
-            f"{name.upper()} root {root} does not exist; pass the folder that holds "
-            f"{markers} (e.g. --{name}-root /path/to/data)"
+            f"{name.upper()} root {root} (DATA_ROOTS) does not exist; pass the folder that "
+            f"holds {markers} (e.g. --data-root {name}=/path/to/data)"
         )
     if not definition.has_marker(root):
         raise DatasetLayoutError(
@@ -144,11 +148,10 @@ def locate(config: Config, dataset: str | DatasetDef) -> Location:
         return Location(definition, "real", definition.fixed_root, "your CSV")
     if definition.phantom and wanted == "phantom":
         return Location(definition, "phantom", None, "DATA_SOURCE=phantom")
-    given = definition.configured_root(config)
+    given = config.workspace.root(definition.name)
     if given:
-        how = f"${definition.env_var}" if given == os.environ.get(definition.env_var) else "given"
-        return Location(definition, "real", check_root(definition, given), how)
-    hit = discover_root(definition)
+        return Location(definition, "real", check_root(definition, given), "DATA_ROOTS")
+    hit = discover_root(definition, config.workspace)
     if hit is not None:
         return Location(definition, "real", hit[0], hit[1])
     if definition.phantom and wanted == "auto":
@@ -166,13 +169,10 @@ def is_phantom(config: Config) -> bool:
     return all(data_source(config, name) == "phantom" for name in PAPER_DATASETS)
 
 
-def auto_profile(overrides: dict | None = None) -> str:
-    """The profile when none is given: ``paper`` where a root is given (in ``overrides``) or the
-    real data of a paper dataset is found (a root in the environment, a Kaggle input, a finished
-    download), else ``smoke``."""
-    overrides = {k.lower(): v for k, v in (overrides or {}).items()}
-    given = any(overrides.get(key) for key in ROOT_ENV_VARS)
-    return "paper" if given or found_roots() else "smoke"
+def auto_profile(workspace: Workspace) -> str:
+    """The profile when none is given: ``paper`` where the real data of a paper dataset is
+    given (``DATA_ROOTS``) or found (a Kaggle input, a finished download), else ``smoke``."""
+    return "paper" if found_roots(workspace) else "smoke"
 
 
 def data_plan(config: Config) -> list[str]:
@@ -188,6 +188,6 @@ def data_plan(config: Config) -> list[str]:
         else:
             lines.append(
                 f"{name}: real data NOT FOUND: python -m cxrlib download {name}, attach it on "
-                f"Kaggle, or --{name}-root DIR"
+                f"Kaggle, or --data-root {name}=DIR"
             )
     return lines

@@ -13,7 +13,6 @@ builds the patient-disjoint alternative and :func:`leakage_report` measures both
 from __future__ import annotations
 
 import hashlib
-import os
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,6 @@ import pandas as pd
 
 from cxrlib.core.errors import UserError
 from cxrlib.core.fileio import atomic_write, sha256_of
-from cxrlib.core.paths import data_root
 
 AUTHORS_COMMIT = "cd1ed1d8ea43c1510de5018de3fa90f149f76e56"
 AUTHORS_BASE_URL = (
@@ -32,7 +30,7 @@ AUTHORS_BASE_URL = (
 SPLIT_NAMES = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SplitFiles:
     """Relative paths (under ``open_data/`` of the authors' repo) and SHA-256 of one dataset."""
 
@@ -66,19 +64,21 @@ class SplitFileError(UserError, ValueError):
     """A split file that is corrupt, tampered with or inconsistent with the dataset."""
 
 
-#: Set to 1 where there is no network (a GPU box, CI): a download fails at once, naming the
-#: folder to copy the files into, instead of waiting for a connection that never comes.
-OFFLINE_ENV = "CXRLIB_OFFLINE"
 #: Seconds a split-file download may wait for the server (the files are small).
 DOWNLOAD_TIMEOUT = 20
 
 
-def split_folder(spec: SplitFiles, dest: Path | None = None) -> Path:
-    """Where the authors' split files of ``spec`` live: ``<DATA_DIR>/splits/<commit>/<folder>``."""
-    return (dest or data_root() / "splits" / AUTHORS_COMMIT[:7]) / spec.folder
+def splits_dir(data: Path) -> Path:
+    """``<DATA_DIR>/splits/<commit>``: where the authors' split files of every dataset go."""
+    return data / "splits" / AUTHORS_COMMIT[:7]
 
 
-def local_split_files(spec: SplitFiles, dest: Path | None = None) -> Path | None:
+def split_folder(spec: SplitFiles, dest: Path) -> Path:
+    """Where the authors' split files of ``spec`` live under ``dest`` (:func:`splits_dir`)."""
+    return dest / spec.folder
+
+
+def local_split_files(spec: SplitFiles, dest: Path) -> Path | None:
     """The folder of the authors' split files when every one is there with the authors' SHA-256,
     else None -- without touching the network."""
     folder = split_folder(spec, dest)
@@ -88,11 +88,12 @@ def local_split_files(spec: SplitFiles, dest: Path | None = None) -> Path | None
     return folder if ok else None
 
 
-def _download(url: str, target: Path, spec: SplitFiles, local: str | None) -> bytes:
+def _download(url: str, target: Path, spec: SplitFiles, local: str | None, offline: bool) -> bytes:
     folder = target.parent
-    if os.environ.get(OFFLINE_ENV) == "1":
+    if offline:
         raise SplitFileError(
-            f"{target.name} is not in {folder} and ${OFFLINE_ENV}=1 forbids downloading it "
+            f"{target.name} is not in {folder} and offline (CXRLIB_OFFLINE=1) forbids "
+            f"downloading it "
             f"from {url}: copy the authors' open_data/{spec.folder}/ files into {folder}"
         )
     try:
@@ -113,9 +114,11 @@ def _download(url: str, target: Path, spec: SplitFiles, local: str | None) -> by
 
 
 def fetch_split_files(
-    spec: SplitFiles, dest: Path | None = None, base_url: str = AUTHORS_BASE_URL
+    spec: SplitFiles, dest: Path, base_url: str = AUTHORS_BASE_URL, offline: bool = False
 ) -> Path:
-    """Download (once) and verify the authors' split files of ``spec``; return their folder.
+    """Download (once) into ``dest`` (:func:`splits_dir`) and verify the authors' split files of
+    ``spec``; return their folder. ``offline`` (no network here: a GPU box, CI): fail at once,
+    naming the folder to copy the files into, instead of waiting for a connection.
 
     Files already present with the right SHA-256 are not downloaded again. A download whose
     checksum differs is refused and nothing is written; the first failure ends the call (one
@@ -128,7 +131,7 @@ def fetch_split_files(
         if local == spec.sha256[name]:
             continue
         url = f"{base_url.rstrip('/')}/{spec.folder}/{name}"
-        payload = _download(url, target, spec, local)
+        payload = _download(url, target, spec, local, offline)
         actual = hashlib.sha256(payload).hexdigest()
         if actual != spec.sha256[name]:
             raise SplitFileError(

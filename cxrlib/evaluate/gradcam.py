@@ -28,7 +28,6 @@ from scipy.stats import binomtest
 from torch import nn
 
 from cxrlib.data.cache import original_size
-from cxrlib.data.labels import ranzcr_to_split_name
 from cxrlib.data.loader import to_model_input
 from cxrlib.data.prepare import PreparedDataset
 from cxrlib.models.dual_branch import DualBranchNet
@@ -176,10 +175,11 @@ def localisation_table(
     everywhere (they score 0: no energy, no IoU, a miss in the pointing game).
     """
     test = data.part("test").set_index("image_id")
-    truth = data.labelled.boxes if len(data.labelled.boxes) else data.labelled.lines
+    truth = data.annotations
     rows = []
-    for label, group in truth.groupby("label") if not truth.empty else []:
-        cls = label if label in data.classes else ranzcr_to_split_name(label)
+    for cls, group in truth.groupby("label") if not truth.empty else []:
+        if cls not in data.classes:  # ground truth of a label the dataset does not train
+            continue
         group = group[group["image_id"].isin(test.index)]
         group = group[[bool(test.loc[i, cls]) for i in group["image_id"]]].head(max_per_class)
         if group.empty:

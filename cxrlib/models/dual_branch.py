@@ -64,7 +64,7 @@ SWITCHES = {
 WEIGHTED_CONV_SHARE = 0.9  # CTransCNN's inference rule: 0.9 conv + 0.1 token logits
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ArchConfig:
     """Everything that defines a :class:`DualBranchNet`; sizes default to Conformer-tiny."""
 
@@ -131,6 +131,7 @@ class InteractionBlock(nn.Module):
     def __init__(
         self,
         arch: ArchConfig,
+        *,
         cin: int,
         cout: int,
         stride: int,

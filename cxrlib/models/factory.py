@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cxrlib.core.errors import ModelFileError
+from cxrlib.core.workspace import Workspace
 from cxrlib.models.files import load_model, pretrained_cfg
 from cxrlib.models.reference import convert_reference_checkpoint
 from cxrlib.models.registry import build_model
@@ -51,7 +52,11 @@ def create_model(
         return model.train()
     num_classes = num_classes or 14
     imagenet = pretrained == "imagenet"
-    model = build_model(name, num_classes, size, image_size, imagenet=imagenet, **overrides)
+    # a library entry point: ImageNet weights are found in the environment's workspace
+    workspace = Workspace.from_env() if imagenet else None
+    model = build_model(
+        name, num_classes, size, image_size, imagenet=imagenet, workspace=workspace, **overrides
+    )
     model.pretrained_cfg = pretrained_cfg(name, num_classes, image_size)
     model.pretrained_cfg["source"] = "imagenet" if imagenet else None
     return model

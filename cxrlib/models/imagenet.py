@@ -10,13 +10,12 @@
   heads stay randomly initialised -- :func:`init_from_conformer` reports which.
 
 The checkpoint is downloaded once into ``<DATA_DIR>/pretrained/`` and checked against the
-SHA-256 prefix in its name (OpenMMLab's convention); ``$CXRLIB_CONFORMER_IMAGENET`` names a
-local copy instead (machines without internet).
+SHA-256 prefix in its name (OpenMMLab's convention); the workspace's ``conformer_weights``
+(``$CXRLIB_CONFORMER_IMAGENET``) names a local copy instead (machines without internet).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ from torch import nn
 
 from cxrlib.core.errors import UserError
 from cxrlib.core.fileio import sha256_of
-from cxrlib.core.paths import data_root
+from cxrlib.core.workspace import ENV, Workspace
 from cxrlib.models.reference import convert_conformer_checkpoint
 
 CONFORMER_TINY_URL = (
@@ -32,23 +31,28 @@ CONFORMER_TINY_URL = (
     "conformer-tiny-p16_3rdparty_8xb128_in1k_20211206-f6860372.pth"
 )
 CONFORMER_TINY_SHA256_PREFIX = "f6860372"
-LOCAL_ENV = "CXRLIB_CONFORMER_IMAGENET"
+LOCAL_ENV = ENV["conformer_weights"]
 
 
 class PretrainedWeightsError(UserError, OSError):
     """The ImageNet checkpoint cannot be had, or is not the expected file."""
 
 
-def conformer_checkpoint() -> Path:
-    """The ImageNet Conformer-Ti file: ``$CXRLIB_CONFORMER_IMAGENET``, or downloaded once
-    (checksum-checked) into ``<DATA_DIR>/pretrained/``."""
-    local = os.environ.get(LOCAL_ENV)
-    if local:
-        path = Path(local)
+def conformer_checkpoint(workspace: Workspace) -> Path:
+    """The ImageNet Conformer-Ti file: the workspace's ``conformer_weights``
+    (``$CXRLIB_CONFORMER_IMAGENET``), or downloaded once (checksum-checked) into
+    ``<DATA_DIR>/pretrained/``."""
+    if workspace.conformer_weights is not None:
+        path = workspace.conformer_weights
         if not path.is_file():
             raise PretrainedWeightsError(f"${LOCAL_ENV} names {path}, which does not exist")
         return path
-    path = data_root() / "pretrained" / CONFORMER_TINY_URL.rsplit("/", 1)[1]
+    path = workspace.data / "pretrained" / CONFORMER_TINY_URL.rsplit("/", 1)[1]
+    if not path.is_file() and workspace.offline:
+        raise PretrainedWeightsError(
+            f"{path} is missing and offline (CXRLIB_OFFLINE=1) forbids downloading "
+            f"{CONFORMER_TINY_URL}: copy the file there or set ${LOCAL_ENV} to its path"
+        )
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

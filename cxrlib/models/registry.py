@@ -19,7 +19,7 @@ are :mod:`cxrlib.models.files` and :mod:`cxrlib.models.factory`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 
 import timm
 import torch
@@ -28,7 +28,8 @@ from timm.models.byobnet import ByoModelCfg
 from torch import nn
 
 from cxrlib.core.config import ConfigError
-from cxrlib.models.dual_branch import ArchConfig, DualBranchNet, ModelOutput
+from cxrlib.core.workspace import Workspace
+from cxrlib.models.dual_branch import SWITCHES, ArchConfig, DualBranchNet, ModelOutput
 from cxrlib.models.imagenet import conformer_checkpoint, init_from_conformer
 
 SIZES = ("paper", "micro")
@@ -42,9 +43,14 @@ class ModelSpec:
     name: str
     description: str
     arch: ArchConfig | None = None
+    _: KW_ONLY
     timm_name: str | None = None
     micro_kwargs: dict = field(default_factory=dict)
     takes_image_size: bool = False
+    #: the ablation study whose table lists it ("ctranscnn" or "chexnet"; CheXNet's Table 3)
+    study: str | None = None
+    #: the model it is an ablation of (compared with; differs in one switch)
+    ablation_of: str | None = None
 
     @property
     def family(self) -> str:
@@ -54,6 +60,13 @@ class ModelSpec:
 CTRANSCNN = ArchConfig(
     attention="mmaef", label_decoder="off", conv_block="mbr", coupling="iim", head_fusion="weighted"
 )
+#: CTransCNN without each of its modules (``-no_<module>``): the switch setting of each.
+CTRANSCNN_ABLATIONS = {
+    "mmaef": ("CTransCNN without MMAEF (softmax attention)", {"attention": "softmax"}),
+    "mbr": ("CTransCNN without MBR (bottleneck conv blocks)", {"conv_block": "bottleneck"}),
+    "iim": ("CTransCNN without IIM (Conformer's ungated FCU)", {"coupling": "fcu"}),
+    "coupling": ("CTransCNN without any coupling (independent branches)", {"coupling": "none"}),
+}
 CONFORMER = ArchConfig(
     attention="softmax",
     label_decoder="off",
@@ -76,6 +89,16 @@ CHEXNET_BASELINE = ArchConfig(
     upsample="nearest",
 )
 IIM = {"coupling": "iim", "upsample": "bilinear"}
+#: Table 3's chain: the model each variant is compared with (it adds one module to it).
+CHEXNET_TABLE3 = {
+    "chexnet_baseline": "chexnet_m1",
+    "chexnet_m1": "chexnet_m3",
+    "chexnet_m2": "chexnet_m4",
+    "chexnet_m3": "chexnet_m5",
+    "chexnet_m4": "chexnet_m5",
+    "chexnet_m5": "chexnet_tiny",
+    "chexnet_tiny": None,
+}
 CHEXNET_VARIANTS = {
     "chexnet_baseline": ("CheXNet Table 3 Baseline", CHEXNET_BASELINE),
     "chexnet_m1": (
@@ -119,33 +142,39 @@ REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in [
         ModelSpec(
-            "ctranscnn_tiny", "CTransCNN (KBS 2023): MMAEF + MBR + IIM, 0.9/0.1 heads", CTRANSCNN
+            "ctranscnn_tiny",
+            "CTransCNN (KBS 2023): MMAEF + MBR + IIM, 0.9/0.1 heads",
+            CTRANSCNN,
+            study="ctranscnn",
         ),
-        ModelSpec(
-            "ctranscnn_tiny-no_mmaef",
-            "CTransCNN without MMAEF (softmax attention)",
-            replace(CTRANSCNN, attention="softmax"),
-        ),
-        ModelSpec(
-            "ctranscnn_tiny-no_mbr",
-            "CTransCNN without MBR (bottleneck conv blocks)",
-            replace(CTRANSCNN, conv_block="bottleneck"),
-        ),
-        ModelSpec(
-            "ctranscnn_tiny-no_iim",
-            "CTransCNN without IIM (Conformer's ungated FCU)",
-            replace(CTRANSCNN, coupling="fcu"),
-        ),
-        ModelSpec(
-            "ctranscnn_tiny-no_coupling",
-            "CTransCNN without any coupling (independent branches)",
-            replace(CTRANSCNN, coupling="none"),
+        *(
+            ModelSpec(
+                f"ctranscnn_tiny-no_{module}",
+                text,
+                replace(CTRANSCNN, **switch),
+                study="ctranscnn",
+                ablation_of="ctranscnn_tiny",
+            )
+            for module, (text, switch) in CTRANSCNN_ABLATIONS.items()
         ),
         ModelSpec(
             "conformer_tiny", "Conformer-tiny (softmax + bottleneck + FCU, heads summed)", CONFORMER
         ),
-        *(ModelSpec(name, text, arch) for name, (text, arch) in CHEXNET_VARIANTS.items()),
-        *(ModelSpec(name, text, arch) for name, (text, arch) in CHEXNET_REPLACE.items()),
+        *(
+            ModelSpec(name, text, arch, study="chexnet", ablation_of=CHEXNET_TABLE3[name])
+            for name, (text, arch) in CHEXNET_VARIANTS.items()
+        ),
+        *(
+            ModelSpec(
+                name,
+                text,
+                arch,
+                # M1's other reading stands beside it in Table 3; the others are for study
+                study="chexnet" if name == "chexnet_m1-replace" else None,
+                ablation_of=name.removesuffix("-replace"),
+            )
+            for name, (text, arch) in CHEXNET_REPLACE.items()
+        ),
         ModelSpec("resnet34", "ResNet-34", timm_name="resnet34", micro_kwargs=_RESNET_MICRO),
         ModelSpec("resnet50", "ResNet-50", timm_name="resnet50", micro_kwargs=_RESNET_MICRO),
         ModelSpec(
@@ -249,6 +278,38 @@ def list_models(family: str | None = None) -> list[str]:
     return [n for n, s in REGISTRY.items() if family in (None, s.family)]
 
 
+def study(name: str) -> tuple[list[str], str]:
+    """The models of the ablation study ``name`` (``ctranscnn``, ``chexnet``), in the order of
+    its table -- each reading of a model beside it -- and the full model they are compared
+    with."""
+    members = [n for n, s in REGISTRY.items() if s.study == name]
+    if not members:
+        raise KeyError(f"no ablation study {name!r}; studies: {', '.join(studies())}")
+    base = [n for n in members if not n.endswith("-replace")]
+    members.sort(key=lambda n: (base.index(n.removesuffix("-replace")), n.endswith("-replace")))
+    full = next(n for n in members if REGISTRY[n].ablation_of is None)
+    return members, full
+
+
+def studies() -> list[str]:
+    """The ablation studies, in registry order (``ctranscnn``, ``chexnet``)."""
+    return list(dict.fromkeys(s.study for s in REGISTRY.values() if s.study))
+
+
+def ablations() -> dict[str, tuple[str, str]]:
+    """Every registered ablation: ``{variant: (the model it is compared with, the switch that
+    tells them apart)}`` -- the first switch of :data:`~cxrlib.models.dual_branch.SWITCHES` that
+    differs (IIM's coupling brings its own up-sampling, MEMSP's other reading its own keys)."""
+    out = {}
+    for name, spec in REGISTRY.items():
+        if spec.ablation_of is None:
+            continue
+        full = REGISTRY[spec.ablation_of].arch.switches()
+        mine = spec.arch.switches()
+        out[name] = (spec.ablation_of, next(k for k in SWITCHES if mine[k] != full[k]))
+    return out
+
+
 def get_spec(name: str) -> ModelSpec:
     if name not in REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(REGISTRY)}")
@@ -272,10 +333,12 @@ def build_model(
     size: str = "paper",
     image_size: int = 224,
     imagenet: bool = False,
+    workspace: Workspace | None = None,
     **overrides,
 ) -> nn.Module:
     """The registered network ``name`` with fresh weights (from ImageNet with ``imagenet``:
-    timm's for the baselines, the public Conformer-Ti for the dual-branch models, whose
+    timm's for the baselines, the public Conformer-Ti for the dual-branch models -- found or
+    downloaded in ``workspace``, :func:`~cxrlib.models.imagenet.conformer_checkpoint` -- whose
     ``model.pretrained_report`` then says what loaded and what stays random).
 
     ``size``: ``paper`` or ``micro``; ``image_size`` matters only for models with absolute
@@ -291,7 +354,10 @@ def build_model(
         arch = replace(spec.arch, **(DUAL_MICRO if size == "micro" else {}), **overrides)
         model = DualBranchNet(num_classes, arch)
         if imagenet:  # the public ImageNet Conformer-Ti (models/imagenet.py)
-            checkpoint = torch.load(conformer_checkpoint(), map_location="cpu", weights_only=True)
+            if workspace is None:
+                raise ValueError("ImageNet weights of a dual-branch model need a workspace")
+            path = conformer_checkpoint(workspace)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             report = init_from_conformer(model, checkpoint)
     else:
         kwargs = dict(spec.micro_kwargs) if size == "micro" else {}

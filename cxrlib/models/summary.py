@@ -14,23 +14,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from cxrlib.models.blocks import as_published
 from cxrlib.models.dual_branch import SWITCHES
 from cxrlib.models.factory import create_model
-from cxrlib.models.registry import get_spec
+from cxrlib.models.registry import ablations, get_spec
 
-#: Each ablation, the full model it is compared with, and the one switch that differs.
-ABLATIONS: dict[str, tuple[str, str]] = {
-    "ctranscnn_tiny-no_mmaef": ("ctranscnn_tiny", "attention"),
-    "ctranscnn_tiny-no_mbr": ("ctranscnn_tiny", "conv_block"),
-    "ctranscnn_tiny-no_iim": ("ctranscnn_tiny", "coupling"),
-    "ctranscnn_tiny-no_coupling": ("ctranscnn_tiny", "coupling"),
-    "chexnet_m5": ("chexnet_tiny", "label_decoder"),
-    "chexnet_m4": ("chexnet_m5", "label_decoder"),
-    "chexnet_m3": ("chexnet_m5", "coupling"),
-    "chexnet_m2": ("chexnet_m4", "coupling"),
-    "chexnet_m1": ("chexnet_m3", "conv_block"),
-    "chexnet_baseline": ("chexnet_m1", "label_decoder"),
-    **{f"{m}-replace": (m, "token_stream") for m in ("chexnet_m1", "chexnet_m3", "chexnet_m5")},
-    "chexnet_tiny-replace": ("chexnet_tiny", "token_stream"),
-}
+#: Each ablation, the full model it is compared with, and the one switch that differs
+#: (derived from the registry: :func:`cxrlib.models.registry.ablations`).
+ABLATIONS: dict[str, tuple[str, str]] = ablations()
 
 #: Module groups of a DualBranchNet, by parameter-name pattern (first match wins).
 MODULE_GROUPS = (

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxrlib.core.config import Config, load_config
-from cxrlib.core.paths import project_root
+from cxrlib.core.workspace import project_root
 from cxrlib.data.datasets import get_dataset
 from cxrlib.models.factory import create_model
 from cxrlib.models.summary import forward_gflops
@@ -107,7 +107,7 @@ def epoch_images(dataset: str) -> tuple[int, int, str]:
     if definition.paper_split_sizes is not None:
         train, val, _ = definition.paper_split_sizes
         return train, val, ""
-    images = len(definition.read(definition.fixed_root).table)
+    images = len(definition.read(definition.fixed_root))
     return images, 0, f"all {images:,} images as training images: an upper bound"
 
 

@@ -54,7 +54,7 @@ def train_models(
         announce_pause(
             f"{len(waiting)} of {len(runs)} {get_dataset(dataset).name} model(s) unfinished: "
             + "; ".join(f"{name} ({progress(run)})" for name, run in waiting.items())
-            + ". Progress of every run: python -m cxrlib status RUNS_DIR"
+            + f". Progress of every run: python -m cxrlib status --runs-dir {config.workspace.runs}"
         )
     return runs
 
@@ -63,7 +63,7 @@ def progress(run: RunResult) -> str:
     """How far each seed of a model got, e.g. ``seed 0: finished; seed 1: 3 of 5 epochs``."""
     parts = []
     for seed_run in run.seeds:
-        seed = int(seed_run.folder.name[4:])
+        seed = seed_run.key.seed
         planned = seed_run.epochs_planned
         if seed_run.finished:
             state = "finished"

@@ -18,20 +18,19 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cxrlib.core.paths import project_root
+from cxrlib.core.workspace import project_root
 from cxrlib.models.factory import reference_model
 from cxrlib.models.reference import convert_reference_checkpoint
 from cxrlib.train.losses import asl_focal_terms, multi_head_loss
 
 #: The tolerance the tests hold every difference to.
 TOLERANCE = 1e-5
+#: The environment variable that names the fixture elsewhere (read by the entry points).
 FIXTURE_ENV = "CXRLIB_REFERENCE_FIXTURE"
 
 
-def fixture_path() -> Path:
-    """``$CXRLIB_REFERENCE_FIXTURE``, else ``shared/fixtures/…`` beside the project."""
-    if os.environ.get(FIXTURE_ENV):
-        return Path(os.environ[FIXTURE_ENV])
+def default_fixture_path() -> Path:
+    """``shared/fixtures/…`` beside the project: where the project's reference folder is."""
     return project_root().parent / "shared" / "fixtures" / "ctranscnn_reference_fixture.pt"
 
 
@@ -90,9 +89,10 @@ def fixture_differences(fixture: dict) -> pd.DataFrame:
 
 
 def fidelity_table(path: str | os.PathLike | None = None) -> pd.DataFrame:
-    """:func:`fixture_differences` of the fixture at ``path`` (default :func:`fixture_path`);
-    an empty table, saying where it was looked for, when the fixture is not there."""
-    path = Path(path) if path else fixture_path()
+    """:func:`fixture_differences` of the fixture at ``path`` (default
+    :func:`default_fixture_path`); an empty table, saying where it was looked for, when the
+    fixture is not there."""
+    path = Path(path) if path else default_fixture_path()
     if not path.is_file():
         print(f"the authors' reference fixture is not at {path}: no comparison (set "
               f"${FIXTURE_ENV} to its path; it is not redistributed with the kit)")  # fmt: skip

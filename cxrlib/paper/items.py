@@ -9,36 +9,29 @@ lists every item with its files, and the end-to-end test checks that each file w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import itertools
+import re
+import string
+from dataclasses import KW_ONLY, dataclass
 from typing import get_args
 
 from cxrlib.core.config import SeedModels
+from cxrlib.models.registry import studies, study
 from cxrlib.paper.published import mean_auc
 
-#: The two models of the papers.
-MAIN_MODELS = ("ctranscnn_tiny", "chexnet_tiny")
-#: CTransCNN without each of its modules (``-no_<module>``); the paper's
-#: ablation is not public, so these have no published counterpart.
-CTRANSCNN_VARIANTS = (
-    "ctranscnn_tiny",
-    "ctranscnn_tiny-no_mmaef",
-    "ctranscnn_tiny-no_mbr",
-    "ctranscnn_tiny-no_iim",
-    "ctranscnn_tiny-no_coupling",
-)
-#: CheXNet Table 3: the baseline, M1-M5 and the full model -- MEMSP *beside* the token stream
-#: (the default reading) -- and M1 in the other reading, MEMSP *replacing* the Transformer
-#: (``cxrlib.models.dual_branch``; no published counterpart).
-CHEXNET_VARIANTS = (
-    "chexnet_baseline",
-    "chexnet_m1",
-    "chexnet_m1-replace",
-    "chexnet_m2",
-    "chexnet_m3",
-    "chexnet_m4",
-    "chexnet_m5",
-    "chexnet_tiny",
-)
+#: The ablation studies and their models, in the order of their tables (from the registry:
+#: :func:`cxrlib.models.registry.study`): CTransCNN without each of its modules
+#: (``-no_<module>``; the paper's ablation is not public, so these have no published
+#: counterpart) and CheXNet's Table 3 -- the baseline, M1-M5 and the full model, MEMSP *beside*
+#: the token stream (the default reading), and M1 in the other reading, MEMSP *replacing* the
+#: Transformer (``cxrlib.models.dual_branch``; no published counterpart).
+STUDIES: dict[str, tuple[tuple[str, ...], str]] = {
+    name: (tuple(study(name)[0]), study(name)[1]) for name in studies()
+}
+CTRANSCNN_VARIANTS = STUDIES["ctranscnn"][0]
+CHEXNET_VARIANTS = STUDIES["chexnet"][0]
+#: The two models of the papers: the full models of the two studies.
+MAIN_MODELS = tuple(full for _, full in STUDIES.values())
 #: CheXNet Tables 1-2 and CTransCNN's model comparison.
 BASELINES = (
     "resnet34",
@@ -88,131 +81,222 @@ def seeded_models(seed_models: str) -> tuple[str, ...]:
 
 
 #: Beyond both papers (which train from scratch): the models notebook 06 also trains from
-#: ImageNet weights (``PRETRAINED=imagenet``), and the table of that comparison.
+#: ImageNet weights (``PRETRAINED=imagenet``).
 IMAGENET_MODELS = (*MAIN_MODELS, "resnet50")
 
+# --------------------------------------------------------------------------------------------
+# Every file the notebooks write, named once
+# --------------------------------------------------------------------------------------------
+TABLE, FIGURE, REPORT = "table", "figure", "report"
+#: The files of each kind of output, relative to ``results/<profile>/``.
+_FILES = {
+    TABLE: ("tables/{name}.csv", "tables/{name}.md"),
+    FIGURE: ("figures/{name}.png", "figures/{name}.pdf"),
+    REPORT: ("{name}.md",),
+}
+#: CheXNet's per-class tables: Table 1 on CXR11, Table 2 on CXR14 (other datasets: neither).
+_CHEXNET_TABLES = {"cxr11": "table1", "cxr14": "table2"}
 
-def imagenet_table(dataset: str, split: str) -> str:
-    """Name of notebook 06's scratch-vs-ImageNet table (``imagenet_init_cxr14_paper``, ...)."""
-    return f"imagenet_init_{dataset}_{split}"
+
+@dataclass(frozen=True)
+class Output:
+    """One file (a table, a figure, the report) that a notebook writes, and its name: the one
+    place each name is spelled. ``pattern`` takes the coordinates the output varies over --
+    ``dataset``, ``split``, ``model``, ``study`` -- and ``caption`` also ``label`` (where the
+    numbers come from)."""
+
+    key: str
+    kind: str  #: TABLE, FIGURE or REPORT
+    pattern: str
+    notebooks: tuple[str, ...]
+    caption: str = ""
+    _: KW_ONLY
+    #: the profiles that write it (notebook 06's ImageNet comparison needs paper-size models)
+    profiles: tuple[str, ...] = ("smoke", "paper")
+
+    @property
+    def coordinates(self) -> tuple[str, ...]:
+        """The coordinates its name varies over, e.g. ``("dataset", "split")``."""
+        fields = [f for _, f, _, _ in string.Formatter().parse(self.pattern) if f]
+        return tuple(dict.fromkeys("dataset" if f == "chexnet_table" else f for f in fields))
+
+    def name(self, **coordinates: str) -> str:
+        """The file name without its suffix, e.g. ``auc_cxr11_paper``."""
+        values = dict(coordinates)
+        if "dataset" in values:
+            values["chexnet_table"] = _CHEXNET_TABLES.get(values["dataset"], "per_class_auc")
+        missing = [c for c in self.coordinates if c not in values]
+        if missing:
+            raise KeyError(f"output {self.key!r} needs {', '.join(missing)}")
+        return self.pattern.format(**values)
+
+    def files(self, **coordinates: str) -> tuple[str, ...]:
+        """Its files relative to ``results/<profile>/`` (a table's CSV and Markdown, a
+        figure's PNG and PDF)."""
+        name = self.name(**coordinates)
+        return tuple(f.format(name=name) for f in _FILES[self.kind])
+
+    def caption_for(self, **coordinates: str) -> str:
+        return self.caption.format(**coordinates)
+
+    def shown(self) -> str:
+        """Its name as a notebook's first cell shows it: ``auc_<dataset>_<split>``, and
+        CheXNet's per-class tables by their own names."""
+        if "{chexnet_table}" in self.pattern:
+            return ", ".join(self.name(dataset=d, split="<split>") for d in sorted(_CHEXNET_TABLES))
+        return re.sub(r"\{(\w+)\}", r"<\1>", self.pattern)
 
 
-#: CheXNet's per-class tables: Table 1 on CXR11, Table 2 on CXR14.
-_PER_CLASS_TABLES = {"cxr11": "table1", "cxr14": "table2"}
+_DATA, _MODELS = "01_data_preparation", "02_model_construction"
+_TRAIN = ("03_train_cxr11", "04_train_cxr14")
+_ABLATIONS, _BASELINES, _GRADCAM = "05_ablations", "06_baselines", "07_gradcam"
+OUTPUTS: dict[str, Output] = {
+    o.key: o
+    for o in (
+        Output("environment", TABLE, "environment", ("00_environment",),
+               "Machine and software of this run."),
+        Output("split_sizes", TABLE, "split_sizes", (_DATA,),
+               "Images per split part, ours beside the papers'."),
+        Output("class_positives", TABLE, "class_positives_{dataset}", (_DATA,),
+               "Positive images per class."),
+        Output("class_positives_figure", FIGURE, "class_positives", (_DATA,)),
+        Output("cooccurrence", FIGURE, "cooccurrence_{dataset}", (_DATA,)),
+        Output("leakage", TABLE, "leakage", (_DATA,), "Patients shared between split parts."),
+        Output("samples", FIGURE, "samples_{dataset}", (_DATA,)),
+        Output("model_summary", TABLE, "model_summary", (_MODELS,),
+               "Registered models at paper size, 224 px."),
+        Output("model_summary_as_trained", TABLE, "model_summary_as_trained", (_MODELS,),
+               "Models as this profile trains them."),
+        Output("model_switches", TABLE, "model_switches", (_MODELS,),
+               "Switch settings, side by side."),
+        Output("ablation_parameter_differences", TABLE, "ablation_parameter_differences",
+               (_MODELS,), "Parameter differences per module group."),
+        Output("fidelity", TABLE, "fidelity_to_authors", (_MODELS,),
+               "Largest absolute difference per output against the authors' implementation "
+               "(their reference fixture)."),
+        Output("auc", TABLE, "auc_{dataset}_{split}", _TRAIN,
+               "Test AUC (%) on {dataset}, {label}."),
+        Output("metrics", TABLE, "metrics_{dataset}_{split}", _TRAIN,
+               "Test metrics (%) on {dataset}."),
+        Output("roc", FIGURE, "roc_{dataset}_{split}_{model}", _TRAIN),
+        Output("training", FIGURE, "training_{dataset}_{split}", _TRAIN),
+        Output("ablation", TABLE, "ablation_{study}_{dataset}_{split}", (_ABLATIONS,),
+               "{study} ablation on {dataset}, {label}."),
+        Output("ablation_figure", FIGURE, "ablation_{study}_{dataset}_{split}", (_ABLATIONS,)),
+        Output("table3", TABLE, "table3_chexnet_{dataset}_{split}", (_ABLATIONS,),
+               "CheXNet Table 3 variants on {dataset}, {label}."),
+        Output("per_class", TABLE, "{chexnet_table}_{dataset}_{split}", (_BASELINES,),
+               "Per-class test AUC on {dataset}, {label}."),
+        Output("paired", TABLE, "paired_vs_chexnet_{dataset}_{split}", (_BASELINES,),
+               "Paired comparison with CheXNet on {dataset}, {label}."),
+        Output("mean_auc_comparison", TABLE, "mean_auc_comparison_{split}", (_BASELINES,),
+               "Mean test AUC per model and dataset."),
+        Output("roc_baselines", FIGURE, "roc_baselines_{dataset}_{split}", (_BASELINES,)),
+        Output("radar_baselines", FIGURE, "radar_baselines_{dataset}_{split}", (_BASELINES,)),
+        Output("imagenet_init", TABLE, "imagenet_init_{dataset}_{split}", (_BASELINES,),
+               "Scratch vs ImageNet initialisation on {dataset}, {label} (neither paper).",
+               profiles=("paper",)),
+        Output("gradcam", FIGURE, "gradcam_{dataset}_{split}", (_GRADCAM,)),
+        Output("localisation", TABLE, "localisation_{dataset}_{split}", (_GRADCAM,),
+               "Grad-CAM localisation on {dataset}, {label}."),
+        Output("report", REPORT, "REPORT", ("08_report",)),
+    )
+}  # fmt: skip
 
 
-def per_class_table(dataset: str, split: str) -> str:
-    """Name of the per-class AUC table of the baselines (``table1_cxr11_paper``, ...)."""
-    return f"{_PER_CLASS_TABLES.get(dataset, 'per_class_auc')}_{dataset}_{split}"
+def outputs_of(notebook: str) -> list[Output]:
+    """The outputs ``notebook`` (e.g. ``03_train_cxr11``) writes, in order."""
+    return [o for o in OUTPUTS.values() if notebook in o.notebooks]
+
+
+PRODUCES_START, PRODUCES_END = "<!-- produces -->", "<!-- /produces -->"
+_KIND_WORDS = {TABLE: "tables", FIGURE: "figures", REPORT: "the report"}
+
+
+def produces(notebook: str) -> str:
+    """The "Produces" paragraph of ``notebook``'s first cell, made from :data:`OUTPUTS`
+    (``python -m cxrlib badges --write`` keeps the notebooks' copies in line)."""
+    parts, names = [], []
+    for kind, word in _KIND_WORDS.items():
+        shown = [n for o in outputs_of(notebook) if o.kind == kind for n in o.shown().split(", ")]
+        mine = list(dict.fromkeys(shown))
+        names += mine
+        if kind == REPORT and mine:
+            parts.append(", ".join(f"`{name}.md`" for name in mine))
+        elif mine:
+            parts.append(f"{word} " + ", ".join(f"`{name}`" for name in mine))
+    only_paper = [o.shown() for o in outputs_of(notebook) if o.profiles == ("paper",)]
+    extra = f" (`{'`, `'.join(only_paper)}` in the paper profile only)" if only_paper else ""
+    where = "under `results/<profile>/`"
+    if any("<split>" in name for name in names):
+        where += "; `<split>` is the `SPLIT` parameter"
+    return f"{PRODUCES_START}**Produces** ({where}): {'; '.join(parts)}{extra}.{PRODUCES_END}"
+
+
+def promised_files(notebook: str, profile: str, **domains: tuple[str, ...]) -> list[str]:
+    """Every file ``notebook`` writes in ``profile``, relative to ``results/<profile>/``, for
+    each combination of the coordinates in ``domains`` (e.g. ``dataset=("cxr11",),
+    split=("paper",), model=MAIN_MODELS, study=tuple(STUDIES)``)."""
+    files = []
+    for output in outputs_of(notebook):
+        if profile not in output.profiles:
+            continue
+        combos = itertools.product(*(domains[c] for c in output.coordinates))
+        for values in combos:
+            files += output.files(**dict(zip(output.coordinates, values, strict=True)))
+    return files
 
 
 @dataclass(frozen=True)
 class PaperItem:
-    """One table or figure of a paper and where this kit regenerates it."""
+    """One table or figure of a paper and the outputs that regenerate it."""
 
     paper: str
     item: str
-    notebook: str
-    files: tuple[str, ...]  #: relative to results/<profile>/; ``{split}`` = paper or patient
+    #: (output key, the coordinates it is fixed at) -- ``split`` is left to :meth:`paths`
+    outputs: tuple[tuple[str, dict], ...]
     models: tuple[str, ...] = ()
     published: bool = True  #: False: the paper has no numbers to put beside ours
 
+    @property
+    def notebook(self) -> str:
+        """The notebook(s) that write it, e.g. ``06_baselines``."""
+        books = [b for key, _ in self.outputs for b in OUTPUTS[key].notebooks]
+        return ", ".join(dict.fromkeys(books))
+
     def paths(self, split: str) -> tuple[str, ...]:
-        return tuple(f.format(split=split) for f in self.files)
+        """The first file of each of its outputs (a table's CSV, a figure's PNG)."""
+        return tuple(OUTPUTS[key].files(split=split, **fixed)[0] for key, fixed in self.outputs)
+
+
+def _each_paper_dataset(key: str, **fixed) -> tuple[tuple[str, dict], ...]:
+    return tuple((key, {"dataset": d, **fixed}) for d in ("cxr11", "cxr14"))
 
 
 ITEMS: tuple[PaperItem, ...] = (
-    PaperItem(
-        "CheXNet",
-        "Table 1: per-class AUC on CXR11",
-        "06_baselines",
-        (f"tables/{per_class_table('cxr11', '{split}')}.csv",),
-        BASELINES,
-    ),
-    PaperItem(
-        "CheXNet",
-        "Table 2: per-class AUC on CXR14",
-        "06_baselines",
-        (f"tables/{per_class_table('cxr14', '{split}')}.csv",),
-        BASELINES,
-    ),
-    PaperItem(
-        "CheXNet",
-        "Table 3: module ablation on CXR11",
-        "05_ablations",
-        ("tables/table3_chexnet_cxr11_{split}.csv", "tables/ablation_chexnet_cxr11_{split}.csv"),
-        CHEXNET_VARIANTS,
-    ),
-    PaperItem(
-        "CheXNet",
-        "Table 3 on CXR14",
-        "05_ablations",
-        ("tables/table3_chexnet_cxr14_{split}.csv",),
-        CHEXNET_VARIANTS,
-        published=False,
-    ),
-    PaperItem(
-        "CheXNet",
-        "paired comparison with the baselines",
-        "06_baselines",
-        (
-            "tables/paired_vs_chexnet_cxr11_{split}.csv",
-            "tables/paired_vs_chexnet_cxr14_{split}.csv",
-        ),
-        BASELINES,
-    ),
-    PaperItem(
-        "CTransCNN",
-        "model comparison: mean AUC on CXR11 and CXR14",
-        "06_baselines",
-        ("tables/mean_auc_comparison_{split}.csv",),
-        BASELINES,
-    ),
-    PaperItem(
-        "CTransCNN",
-        "module ablation",
-        "05_ablations",
-        (
-            "tables/ablation_ctranscnn_cxr11_{split}.csv",
-            "tables/ablation_ctranscnn_cxr14_{split}.csv",
-        ),
-        CTRANSCNN_VARIANTS,
-        published=False,
-    ),
-    PaperItem(
-        "CTransCNN",
-        "mAP, CP, CR, CF1, OP, OR, OF1",
-        "03_train_cxr11, 04_train_cxr14",
-        ("tables/metrics_cxr11_{split}.csv", "tables/metrics_cxr14_{split}.csv"),
-        MAIN_MODELS,
-        published=False,
-    ),
-    PaperItem(
-        "both",
-        "ROC curves",
-        "03_train_cxr11, 04_train_cxr14, 06_baselines",
-        ("figures/roc_baselines_cxr11_{split}.png", "figures/roc_baselines_cxr14_{split}.png"),
-        BASELINES,
-    ),
-    PaperItem(
-        "both",
-        "Grad-CAM figure (with measured localisation)",
-        "07_gradcam",
-        (
-            "figures/gradcam_cxr11_{split}.png",
-            "figures/gradcam_cxr14_{split}.png",
-            "tables/localisation_cxr11_{split}.csv",
-            "tables/localisation_cxr14_{split}.csv",
-        ),
-        tuple(CAM_BRANCHES),
-    ),
-    PaperItem(
-        "both",
-        "dataset splits",
-        "01_data_preparation",
-        ("tables/split_sizes.csv", "tables/leakage.csv"),
-    ),
-)
+    PaperItem("CheXNet", "Table 1: per-class AUC on CXR11",
+              (("per_class", {"dataset": "cxr11"}),), BASELINES),
+    PaperItem("CheXNet", "Table 2: per-class AUC on CXR14",
+              (("per_class", {"dataset": "cxr14"}),), BASELINES),
+    PaperItem("CheXNet", "Table 3: module ablation on CXR11",
+              (("table3", {"dataset": "cxr11"}),
+               ("ablation", {"study": "chexnet", "dataset": "cxr11"})), CHEXNET_VARIANTS),
+    PaperItem("CheXNet", "Table 3 on CXR14", (("table3", {"dataset": "cxr14"}),),
+              CHEXNET_VARIANTS, published=False),
+    PaperItem("CheXNet", "paired comparison with the baselines",
+              _each_paper_dataset("paired"), BASELINES),
+    PaperItem("CTransCNN", "model comparison: mean AUC on CXR11 and CXR14",
+              (("mean_auc_comparison", {}),), BASELINES),
+    PaperItem("CTransCNN", "module ablation", _each_paper_dataset("ablation", study="ctranscnn"),
+              CTRANSCNN_VARIANTS, published=False),
+    PaperItem("CTransCNN", "mAP, CP, CR, CF1, OP, OR, OF1", _each_paper_dataset("metrics"),
+              MAIN_MODELS, published=False),
+    PaperItem("both", "ROC curves", _each_paper_dataset("roc_baselines"), BASELINES),
+    PaperItem("both", "Grad-CAM figure (with measured localisation)",
+              _each_paper_dataset("gradcam") + _each_paper_dataset("localisation"),
+              tuple(CAM_BRANCHES)),
+    PaperItem("both", "dataset splits", (("split_sizes", {}), ("leakage", {}))),
+)  # fmt: skip
 
 
 def models_of(notebook: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Writing the tables and figures that the notebooks promise, in one layout.
+"""Writing the tables and figures that the notebooks promise, in one layout, under the names
+:data:`cxrlib.paper.items.OUTPUTS` gives them (:func:`save`).
 
 Tables go to ``results/<profile>/tables/<name>.csv`` (machine-readable) and ``<name>.md``
 (for reading on GitHub and for the report); figures to ``results/<profile>/figures/<name>.png``
@@ -17,9 +18,9 @@ import pandas as pd
 
 from cxrlib.core.config import Config
 from cxrlib.core.fileio import atomic_write, atomic_write_text
-from cxrlib.core.paths import ResultsLayout
 from cxrlib.data.datasets import PAPER_DATASETS, get_dataset
 from cxrlib.data.roots import data_source
+from cxrlib.paper.items import FIGURE, OUTPUTS, TABLE
 
 PHANTOM_NOTE = "phantom data, not comparable with the paper"
 
@@ -61,7 +62,7 @@ def save_table(
     ``label`` says where the numbers come from (default :func:`data_label` of ``config``;
     pass ``data_label(config, dataset)`` for a table of one dataset, e.g. your CSV).
     """
-    folder = ResultsLayout(config.profile).tables
+    folder = config.workspace.profile_results(config.profile) / "tables"
     csv_path = folder / f"{name}.csv"
     with atomic_write(csv_path, "w", encoding="utf-8", newline="") as handle:
         df.to_csv(handle, index=False)
@@ -80,8 +81,25 @@ def save_table(
 def save_figure(fig, name: str, config: Config, dpi: int = 300) -> Path:
     """Save a matplotlib figure as ``<name>.png`` (``dpi``, default 300) and ``<name>.pdf``
     (vector) under the profile's figures folder; returns the PNG's path."""
-    folder = ResultsLayout(config.profile).figures
+    folder = config.workspace.profile_results(config.profile) / "figures"
     for kind in ("png", "pdf"):
         with atomic_write(folder / f"{name}.{kind}", "wb") as handle:
             fig.savefig(handle, format=kind, dpi=dpi, bbox_inches="tight")
     return folder / f"{name}.png"
+
+
+def save(key: str, content, config: Config, *, label: str | None = None, **coordinates) -> Path:
+    """Write the output ``key`` of :data:`~cxrlib.paper.items.OUTPUTS` (a table as a DataFrame,
+    a figure as a matplotlib figure) under its name at ``coordinates`` (``dataset``, ``split``,
+    ``model``, ``study`` as its name needs; ``split`` defaults to the configuration's) with its
+    caption. Returns the path of its first file."""
+    output = OUTPUTS[key]
+    coordinates.setdefault("split", config.data.split)
+    name = output.name(**coordinates)
+    if output.kind == TABLE:
+        label = label or data_label(config)
+        caption = output.caption_for(label=label, **coordinates)
+        return save_table(content, name, config, caption=caption, label=label)
+    if output.kind == FIGURE:
+        return save_figure(content, name, config)
+    raise ValueError(f"output {key!r} is a {output.kind}: its writer names its own file")

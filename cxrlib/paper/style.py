@@ -70,15 +70,13 @@ def overlay_annotations(
 ) -> int:
     """Draw the image's NIH boxes or RANZCR lines, rescaled from the original to the cache
     size (the sample grid, the Grad-CAM grid); returns how many were drawn."""
-    drawn = 0
-    for kind, table in (("boxes", data.labelled.boxes), ("lines", data.labelled.lines)):
-        mine = table[table["image_id"] == row["image_id"]] if len(table) else table
-        if not len(mine):
-            continue
+    drawn, table = 0, data.annotations
+    mine = table[table["image_id"] == row["image_id"]] if len(table) else table
+    if len(mine):
         width, height = original_size(row["path"])
         sx, sy = size / width, size / height
         for _, item in mine.iterrows():
-            if kind == "boxes":
+            if "points" not in item:
                 corner, w, h = (item.x * sx, item.y * sy), item.w * sx, item.h * sy
                 ax.add_patch(Rectangle(corner, w, h, fill=False, edgecolor=colour, linewidth=1))
             else:

@@ -1,8 +1,9 @@
 """The run folder: where a run lives, the files in it, its lock and its log.
 
-A training run lives in ``runs/<profile>/<dataset>/<split>/<model>/seed<k>/`` (``<model>+imagenet``
-for a run initialised from ImageNet, ``PRETRAINED=imagenet``). Its files, each with one writer
-and one reader in this layer:
+A training run lives in ``<RUNS_DIR>/<profile>/<dataset>/<split>/<model>/seed<k>/``
+(``<model>+imagenet`` for a run initialised from ImageNet, ``PRETRAINED=imagenet``).
+:class:`RunKey` is the one place that maps a run's coordinates to that folder and back; nothing
+else builds or parses run paths. Its files, each with one writer and one reader in this layer:
 
 * ``config.json`` -- the run's record (:mod:`cxrlib.train.record`): the resolved configuration,
   the identity of the data and how it was computed. Checkpoints hold the same record, so a
@@ -19,6 +20,7 @@ and one reader in this layer:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -27,32 +29,108 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from cxrlib.core.config import Config
 from cxrlib.core.errors import RunLockedError
 from cxrlib.core.fileio import remove_file, remove_stale_temp_files
-from cxrlib.core.paths import ResultsLayout
 
 LOG = logging.getLogger("cxrlib.train")
 
 #: The model folder's suffix of each initialisation (PRETRAINED): from scratch (both papers) has
 #: none, so the papers' runs keep their place; ``+`` appears in no registered model name.
 INIT_SUFFIX = {"none": "", "imagenet": "+imagenet"}
-#: The name of each initialisation in tables (``init`` of the run's coordinates).
+#: The name of each initialisation in tables and labels.
 INIT_NAMES = {"none": "scratch", "imagenet": "ImageNet"}
+SEED_PREFIX = "seed"
 
 
-def run_path(config: Config, dataset: str) -> Path:
-    """``runs/<profile>/<dataset>/<split>/<model>[+imagenet]/seed<k>`` of ``config``."""
-    return (
-        ResultsLayout(config.profile).runs
-        / dataset
-        / config.data.split
-        / f"{config.model.model}{INIT_SUFFIX[config.model.pretrained]}"
-        / f"seed{config.train.seed}"
-    )
+@dataclass(frozen=True)
+class RunKey:
+    """A run's coordinates -- profile, dataset, split, model, initialisation, seed -- and the
+    folder they name (:meth:`folder`) and are read back from (:meth:`from_folder`)."""
+
+    profile: str
+    dataset: str
+    split: str
+    model: str
+    _: KW_ONLY
+    init: str = "none"  #: the PRETRAINED value: ``none`` (from scratch) or ``imagenet``
+    seed: int = 0
+
+    @classmethod
+    def of(cls, config: Config, dataset: str) -> RunKey:
+        """The run ``config`` trains on ``dataset`` (a dataset's registered name)."""
+        return cls(
+            config.profile,
+            dataset,
+            config.data.split,
+            config.model.model,
+            init=config.model.pretrained,
+            seed=config.train.seed,
+        )
+
+    def folder(self, runs: Path) -> Path:
+        """``<runs>/<profile>/<dataset>/<split>/<model>[+imagenet]/seed<k>``."""
+        model = f"{self.model}{INIT_SUFFIX[self.init]}"
+        return runs / self.profile / self.dataset / self.split / model / f"{SEED_PREFIX}{self.seed}"
+
+    @classmethod
+    def from_folder(cls, path: str | os.PathLike) -> RunKey:
+        """The coordinates of a run folder (the inverse of :meth:`folder`); ValueError for a
+        folder that is not laid out as a run's."""
+        parts = Path(path).parts[-5:]
+        if len(parts) < 5 or not parts[4].startswith(SEED_PREFIX):
+            raise ValueError(f"{path} is not a run folder (<profile>/<dataset>/<split>/...)")
+        profile, dataset, split, model, seed = parts
+        init = "none"
+        for key, suffix in INIT_SUFFIX.items():
+            if suffix and model.endswith(suffix):
+                model, init = model[: -len(suffix)], key
+        return cls(profile, dataset, split, model, init=init, seed=int(seed[len(SEED_PREFIX) :]))
+
+    @staticmethod
+    def is_run_folder(path: Path) -> bool:
+        try:
+            RunKey.from_folder(path)
+        except ValueError:
+            return False
+        return True
+
+    @staticmethod
+    def started(runs: Path, profile: str) -> list[Path]:
+        """Every run folder of ``profile`` under ``runs`` that has started (has
+        ``config.json``), in path order."""
+        pattern = f"*/*/*/{SEED_PREFIX}*/config.json"
+        return [p.parent for p in sorted((runs / profile).glob(pattern))]
+
+    def with_seed(self, seed: int) -> RunKey:
+        return dataclasses.replace(self, seed=seed)
+
+    @property
+    def init_name(self) -> str:
+        return INIT_NAMES[self.init]
+
+    @property
+    def label(self) -> str:
+        """The run in messages, naming profile and split so that neither is taken for the
+        other: ``cxr11 ctranscnn_tiny seed 0 (smoke profile, paper split)``."""
+        init = "" if self.init == "none" else f" from {self.init_name}"
+        return (
+            f"{self.dataset} {self.model}{init} seed {self.seed} "
+            f"({self.profile} profile, {self.split} split)"
+        )
+
+    def coordinates(self) -> dict:
+        """The coordinates for a table row (``init`` by name: scratch, ImageNet)."""
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "model": self.model,
+            "init": self.init_name,
+            "seed": self.seed,
+        }
 
 
 @dataclass(frozen=True)
@@ -63,7 +141,12 @@ class RunFolder:
 
     @classmethod
     def of(cls, config: Config, dataset: str) -> RunFolder:
-        return cls(run_path(config, dataset))
+        """The folder of the run ``config`` trains on ``dataset``, in its workspace."""
+        return cls(RunKey.of(config, dataset).folder(config.workspace.runs))
+
+    @property
+    def key(self) -> RunKey:
+        return RunKey.from_folder(self.path)
 
     @property
     def settings_file(self) -> Path:
@@ -127,8 +210,8 @@ class RunFolder:
 
     @property
     def label(self) -> str:
-        """``<dataset>/<split>/<model>/seed<k>``: the run's name in messages."""
-        return "/".join(self.path.parts[-4:])
+        """The run's name in messages (:attr:`RunKey.label`)."""
+        return self.key.label
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -12,7 +12,7 @@ reported in ``train.log`` and ``metrics.json``.
 
 Progress is one line per run that updates in place (epoch, loss, validation AUC, time left);
 the per-epoch history goes to ``train.log``, ``epochs.csv`` and TensorBoard, and
-``python -m cxrlib status RUNS_DIR`` prints every run's progress after a reconnect.
+``python -m cxrlib status --runs-dir RUNS_DIR`` prints every run's progress after a reconnect.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from cxrlib.train.state import (
 )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
     """Everything one process needs to train a run (built by :func:`cxrlib.train.run.start`)."""
 

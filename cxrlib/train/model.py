@@ -43,6 +43,7 @@ def build_run_model(config: Config, num_classes: int, *, initialise: bool = True
         size=config.model.model_size,
         image_size=config.data.image_size,
         imagenet=initialise and config.model.pretrained == "imagenet",
+        workspace=config.workspace,
         **model_overrides(config),
     )
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from cxrlib.core.config import LEAVES, Config, load_config
 from cxrlib.core.errors import RunConfigMismatchError, RunNotFinishedError
 from cxrlib.core.fileio import atomic_write_text
-from cxrlib.core.paths import is_checkout
+from cxrlib.core.workspace import is_checkout
 from cxrlib.train.checkpoints import CheckpointSaver
 from cxrlib.train.layout import RunFolder
 

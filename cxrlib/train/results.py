@@ -3,14 +3,14 @@ profile; and where each run stands, for a person who reconnects to a session.
 
 ``metrics.json`` is written last and means "finished": a finished run is read back instead of
 trained again. :func:`progress_lines` says of every run under a runs folder how far it got
-(``python -m cxrlib status RUNS_DIR``), so that a notebook's lost output costs nothing.
+(``python -m cxrlib status --runs-dir RUNS_DIR``), so that a notebook's lost output costs nothing.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,7 @@ import pandas as pd
 
 from cxrlib.core.errors import RunNotFinishedError
 from cxrlib.core.fileio import atomic_write, atomic_write_text
-from cxrlib.core.paths import runs_root
-from cxrlib.train.layout import INIT_NAMES, INIT_SUFFIX, RunFolder
+from cxrlib.train.layout import RunFolder, RunKey
 from cxrlib.train.record import normalise_settings
 
 
@@ -84,6 +83,7 @@ class RunResult:
     metrics: dict | None
     history: pd.DataFrame
     settings: dict | None = None
+    _: KW_ONLY
     #: the same model and recipe with the other seeds of ``SEEDS`` (set by ``train_models``)
     seed_runs: list[RunResult] = field(default_factory=list)
 
@@ -95,6 +95,10 @@ class RunResult:
     @property
     def run(self) -> RunFolder:
         return RunFolder(self.folder)
+
+    @property
+    def key(self) -> RunKey:
+        return RunKey.from_folder(self.folder)
 
     @property
     def epochs_planned(self) -> int | None:
@@ -130,28 +134,15 @@ def read_run(folder: str | os.PathLike) -> RunResult:
     return RunResult(run.path, run.finished, read_metrics(run), read_history(run), settings)
 
 
-def all_runs(profile: str, root: Path | None = None) -> list[RunResult]:
-    """Every run of ``profile`` that has started (it has ``config.json``), finished or not,
-    in path order."""
-    base = (root or runs_root()) / profile
-    return [read_run(path.parent) for path in sorted(base.glob("*/*/*/seed*/config.json"))]
+def all_runs(runs: Path, profile: str) -> list[RunResult]:
+    """Every run of ``profile`` under the runs folder ``runs`` that has started (it has
+    ``config.json``), finished or not, in path order."""
+    return [read_run(folder) for folder in RunKey.started(runs, profile)]
 
 
 def run_coordinates(result: RunResult) -> dict[str, Any]:
-    """``dataset``, ``split``, ``model``, ``init`` (scratch, ImageNet) and ``seed`` of a run,
-    from its folder's place."""
-    dataset, split, folder, seed = result.folder.parts[-4:]
-    model, init = folder, "none"
-    for key, suffix in INIT_SUFFIX.items():
-        if suffix and folder.endswith(suffix):
-            model, init = folder[: -len(suffix)], key
-    return {
-        "dataset": dataset,
-        "split": split,
-        "model": model,
-        "init": INIT_NAMES[init],
-        "seed": int(seed[4:]),
-    }
+    """``dataset``, ``split``, ``model``, ``init`` (scratch, ImageNet) and ``seed`` of a run."""
+    return result.key.coordinates()
 
 
 def progress_line(result: RunResult) -> str:
@@ -175,7 +166,9 @@ def progress_lines(root: str | os.PathLike) -> list[str]:
     """:func:`progress_line` of every run under ``root`` -- a runs folder (``RUNS_DIR``), a
     profile's folder in it, or one run's folder."""
     root = Path(root)
-    found = sorted({p.parent for p in root.glob("**/config.json")})
+    found = sorted(
+        {p.parent for p in root.glob("**/config.json") if RunKey.is_run_folder(p.parent)}
+    )
     if (root / "config.json").is_file():
         found = [root]
     return [progress_line(read_run(folder)) for folder in found]

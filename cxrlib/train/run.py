@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from cxrlib.core.clock import deadline
 from cxrlib.core.config import Config
 from cxrlib.data.datasets import DatasetDef, get_dataset
-from cxrlib.data.loader import CachedImageDataset, make_loader
+from cxrlib.data.loader import make_loader
 from cxrlib.data.prepare import PreparedDataset, prepare_dataset
 from cxrlib.models.registry import check_model
 from cxrlib.train.checkpoints import CheckpointSaver
@@ -124,19 +124,15 @@ def _model(config: Config, data: PreparedDataset, runtime: Runtime, resuming: bo
 
 
 def _loader(config: Config, data: PreparedDataset, runtime: Runtime):
-    train = CachedImageDataset(
+    return make_loader(
         data.cache.pixels,
         data.cache_rows("train"),
         data.labels("train"),
+        batch_size=runtime.micro_batch,
+        shuffle=True,
         flip=True,
         seed=config.train.seed,
-    )
-    return make_loader(
-        train,
-        runtime.micro_batch,
-        shuffle=True,
         num_workers=runtime.num_workers,
-        seed=config.train.seed,
         rank=runtime.rank,
         world_size=runtime.world_size,
     )
@@ -194,9 +190,21 @@ def start(
     steps_per_epoch = -(-len(loader) // runtime.grad_accum)
     optimizer = build_optimizer(model, config)
     trainer = Trainer(
-        config, run, saver, data, runtime, model, model, optimizer, build_scaler(runtime),
-        loader, schedule(config, steps_per_epoch), TrainState(), settings, progress=None,
-    )  # fmt: skip
+        config=config,
+        run=run,
+        saver=saver,
+        data=data,
+        runtime=runtime,
+        model=model,
+        trainable=model,
+        optimizer=optimizer,
+        scaler=build_scaler(runtime),
+        loader=loader,
+        lr_at=schedule(config, steps_per_epoch),
+        state=TrainState(),
+        settings=settings,
+        progress=None,
+    )
     if resuming:
         trainer.restore(checkpoint)
     _announce(trainer, dataset, resuming)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import os
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from cxrlib.core.config import Config, ConfigError
-from cxrlib.data.loader import CachedImageDataset, make_loader, to_model_input
+from cxrlib.data.loader import make_loader, to_model_input
 from cxrlib.train.losses import training_loss
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -38,6 +38,7 @@ class Runtime:
     """The resolved execution settings of one process."""
 
     device: torch.device
+    _: KW_ONLY
     rank: int = 0
     world_size: int = 1
     precision: str = "fp32"  #: resolved: fp32, bf16 or fp16 (never "auto")
@@ -253,9 +254,11 @@ def predict(
     ``batch_size``: default :attr:`Runtime.eval_batch` (no activations are kept for a
     backward pass, so evaluation takes larger batches than training)."""
     model.eval()
-    dataset = CachedImageDataset(images, rows, np.zeros((len(rows), 1), dtype=np.float32))
+    labels = np.zeros((len(rows), 1), dtype=np.float32)  # not read: inference only
     out = []
-    loader = make_loader(dataset, batch_size or runtime.eval_batch, shuffle=False)
+    loader = make_loader(
+        images, rows, labels, batch_size=batch_size or runtime.eval_batch, shuffle=False
+    )
     for x, _ in loader:
         x = to_model_input(x, runtime.device, runtime.channels_last)
         with runtime.autocast():

@@ -29,7 +29,7 @@ AGREE_EVERY = 20
 DIVERGENCE_FACTOR = 2.0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainState:
     """Where a run stands; saved in every checkpoint (plain types, ``weights_only`` safe)."""
 

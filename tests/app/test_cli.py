@@ -53,12 +53,12 @@ def test_env_command_reports_torch(capsys, isolated_outputs):
 
 
 def test_phantom_command_writes_loadable_datasets(tmp_path, capsys):
-    from cxrlib.data.tables import load_cxr11
+    from cxrlib.data.sets.cxr11 import read as load_cxr11
 
     args = ["phantom", "--dataset", "cxr11", "--num-images", "12", "--image-size", "64"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     folder = capsys.readouterr().out.strip()
-    assert len(load_cxr11(folder).table) == 12
+    assert len(load_cxr11(folder)) == 12
 
 
 def test_outputs_say_when_images_were_dropped():
@@ -81,6 +81,11 @@ def test_status_says_how_far_every_run_got(isolated_outputs, capsys):
     assert main(["status", str(isolated_outputs / "runs")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
-    assert "resnet34/seed0: finished, test mean AUC" in lines[0]
-    assert "resnet34/seed1: started, no epoch finished yet of 2" in lines[1]
+    # each run named with its profile and split, so that neither is taken for the other
+    assert "cxr11 resnet34 seed 0 (smoke profile, paper split): finished, test mean AUC" in lines[0]
+    assert (
+        "resnet34 seed 1 (smoke profile, paper split): started, no epoch finished yet" in lines[1]
+    )
+    assert main(["status", "--runs-dir", str(isolated_outputs / "runs")]) == 0  # the same
+    assert capsys.readouterr().out.splitlines() == lines
     assert "train.log" in lines[1]

@@ -40,7 +40,7 @@ OURS = (
 
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in OURS and not k.startswith("PYTEST")}
-    env.pop("CXR14_ROOT", None), env.pop("CXR11_ROOT", None)
+    env.pop("CXRLIB_DATA_ROOTS", None)
     return {**env, **extra}
 
 

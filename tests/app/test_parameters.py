@@ -38,18 +38,24 @@ def test_lower_case_notebook_parameters_count():
 
 
 def test_the_profile_follows_the_data_when_none_is_given(isolated_outputs, monkeypatch):
-    from cxrlib.data.roots import KAGGLE_INPUT_ENV
+    from cxrlib.core.workspace import ENV
 
-    monkeypatch.setenv(KAGGLE_INPUT_ENV, str(isolated_outputs / "kaggle"))
+    monkeypatch.setenv(ENV["kaggle_input"], str(isolated_outputs / "kaggle"))
     nih = nih_folder(isolated_outputs / "nih")
     assert config_and_extras({"PROFILE": None})[0].profile == "smoke"
     # a root given in the notebook (not the environment) selects the paper profile
-    assert config_and_extras({"PROFILE": None, "CXR14_ROOT": str(nih)})[0].profile == "paper"
-    # a notebook's ``CXR14_ROOT = None`` does not hide the environment variable
-    monkeypatch.setenv("CXR14_ROOT", str(nih))
-    config, _ = config_and_extras({"PROFILE": "smoke", "CXR14_ROOT": None})
-    assert config.data.cxr14_root == str(nih)
-    monkeypatch.delenv("CXR14_ROOT")
+    roots = {"cxr14": str(nih)}
+    assert config_and_extras({"PROFILE": None, "DATA_ROOTS": roots})[0].profile == "paper"
+    # a notebook's ``DATA_ROOTS = None`` does not hide the environment's roots
+    monkeypatch.setenv(ENV["data_roots"], f"cxr14={nih}")
+    config, _ = config_and_extras({"PROFILE": "smoke", "DATA_ROOTS": None})
+    assert config.workspace.root("cxr14") == nih
+    monkeypatch.delenv(ENV["data_roots"])
+    # a data root of no dataset, and the old per-dataset parameter, say what to write
+    with pytest.raises(ConfigError, match="DATA_ROOTS names no dataset called 'cxr15'"):
+        config_and_extras({"PROFILE": "smoke", "DATA_ROOTS": {"cxr15": str(nih)}})
+    with pytest.raises(ConfigError, match=r"DATA_ROOTS = \{'cxr14': DIR\}"):
+        config_and_extras({"PROFILE": "smoke", "CXR14_ROOT": str(nih)})
     kaggle_ranzcr(isolated_outputs / "kaggle" / "competitions" / "ranzcr-clip")
     assert config_and_extras({"PROFILE": None})[0].profile == "paper"
 
@@ -60,7 +66,7 @@ def test_preinstalled_pins_the_copy_python_imports_when_a_package_is_installed_t
     import subprocess
     import sys
 
-    from cxrlib.core.paths import project_root
+    from cxrlib.core.workspace import project_root
 
     for folder, version in (("first", "1.0.0"), ("second", "2.0.0")):
         info = tmp_path / folder / f"somepkg-{version}.dist-info"
@@ -83,7 +89,7 @@ def test_a_torch_older_than_pyprojects_floor_is_named_before_anything_is_install
     import sys
 
     from cxrlib.app.preinstalled import too_old
-    from cxrlib.core.paths import project_root
+    from cxrlib.core.workspace import project_root
 
     pyproject = project_root() / "pyproject.toml"
     text = pyproject.read_text()

@@ -12,21 +12,22 @@ from cxrlib.app.colab import release_tag, setup_cell
 from cxrlib.app.time_limit import set_time_limit
 from cxrlib.core import clock
 from cxrlib.core.config import ConfigError, load_config
-from cxrlib.core.paths import FOLDER_ENV
+from cxrlib.core.workspace import ENV, Workspace
 from cxrlib.paper.experiments import train_models
 
 TINY = {"epochs": 1, "phantom_images": 40, "model": "resnet34"}
 
 
-def test_folder_parameters_set_the_folders(tmp_path, monkeypatch):
-    for env in FOLDER_ENV.values():
+def test_folder_parameters_set_the_workspace(tmp_path, monkeypatch):
+    for env in ENV.values():
         monkeypatch.delenv(env, raising=False)
-    from cxrlib.core.paths import data_root, runs_root
-
-    config_and_extras(
+    config, _ = config_and_extras(
         {"PROFILE": "smoke", "RUNS_DIR": str(tmp_path / "r"), "DATA_DIR": str(tmp_path / "d")}
     )
-    assert runs_root() == tmp_path / "r" and data_root() == tmp_path / "d"
+    workspace = config.workspace
+    assert workspace.runs == tmp_path / "r" and workspace.data == tmp_path / "d"
+    assert workspace.results == Workspace.at().results  # not given: the project's default
+    assert config.override(epochs=2).workspace == workspace  # carried by every copy
     with pytest.raises(ConfigError, match="TIME_LIMIT_MINUTES must be > 0"):
         config_and_extras({"PROFILE": "smoke", "TIME_LIMIT_MINUTES": 0})
     with pytest.raises(ConfigError, match="RUNS_DIR must be str"):
@@ -60,17 +61,17 @@ def test_past_the_deadline_no_run_starts_and_the_pause_is_announced(
 
 def test_a_folder_parameter_set_back_to_none_means_the_default_again(tmp_path, monkeypatch):
     """A kernel that ran the notebook with RUNS_DIR set, then with None, uses ./runs again;
-    a folder set outside (./run_all.sh --runs-dir) is left alone."""
-    from cxrlib.core.paths import project_root, runs_root
-
+    a folder set outside (./run_all.sh --runs-dir) counts when the notebook sets none. Nothing
+    is left in the environment for a later cell or command to pick up."""
     monkeypatch.delenv("CXRLIB_RUNS_DIR", raising=False)
-    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": str(tmp_path / "drive")})
-    assert runs_root() == tmp_path / "drive"
-    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": None})
-    assert runs_root() == project_root() / "runs"
+    config, _ = config_and_extras({"PROFILE": "smoke", "RUNS_DIR": str(tmp_path / "drive")})
+    assert config.workspace.runs == tmp_path / "drive"
+    assert "CXRLIB_RUNS_DIR" not in __import__("os").environ
+    config, _ = config_and_extras({"PROFILE": "smoke", "RUNS_DIR": None})
+    assert config.workspace.runs == Workspace.at().runs
     monkeypatch.setenv("CXRLIB_RUNS_DIR", str(tmp_path / "outside"))
-    config_and_extras({"PROFILE": "smoke", "RUNS_DIR": None})
-    assert runs_root() == tmp_path / "outside"
+    config, _ = config_and_extras({"PROFILE": "smoke", "RUNS_DIR": None})
+    assert config.workspace.runs == tmp_path / "outside"
 
 
 def test_a_table_label_names_each_dataset_when_only_one_is_real(isolated_outputs, monkeypatch):
@@ -81,7 +82,7 @@ def test_a_table_label_names_each_dataset_when_only_one_is_real(isolated_outputs
     (nih / "Data_Entry_2017.csv").write_text("x")
     config = load_config("smoke")
     assert data_label(config) == PHANTOM_NOTE
-    monkeypatch.setenv("CXR14_ROOT", str(nih))
+    monkeypatch.setenv(ENV["data_roots"], f"cxr14={nih}")
     config = load_config("smoke")
     assert data_label(config, "cxr14") == "real data, paper split"
     assert data_label(config, "cxr11") == PHANTOM_NOTE

@@ -63,7 +63,7 @@ def test_a_csv_dataset_through_the_cli(labels_csv, capsys):
 
 def test_bad_csv_files_say_what_is_wrong(tmp_path):
     from cxrlib.data.datasets import get_dataset
-    from cxrlib.data.tables import DatasetLayoutError
+    from cxrlib.data.definition import DatasetLayoutError
 
     bad = tmp_path / "labels.csv"
     bad.write_text("image,finding\nx.png,2\n")

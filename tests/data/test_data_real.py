@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from cxrlib.data.datasets import get_dataset
+from cxrlib.data.sets.cxr14 import read_boxes as read_nih_boxes
+from cxrlib.data.sets.cxr14 import read_metadata as read_nih_metadata
 from cxrlib.data.splits import (
     leakage_report,
     patient_split,
 )
-from cxrlib.data.tables import read_nih_boxes, read_nih_metadata
 
 CXR14_TEST_POSITIVES = [348, 89, 145, 67, 425, 74, 53, 9, 583, 173, 193, 110, 51, 163]
 CXR11_TEST_POSITIVES = [6, 114, 786, 27, 54, 285, 503, 328, 858, 2132, 83]

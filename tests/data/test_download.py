@@ -13,10 +13,11 @@ import pytest
 from cxrlib.app.main import main
 from cxrlib.core.config import load_config
 from cxrlib.core.errors import DiskSpaceError
+from cxrlib.core.workspace import Workspace
 from cxrlib.data.datasets import get_dataset
 from cxrlib.data.download import DownloadError, download
-from cxrlib.data.labels import CXR11_CSV_COLUMNS
 from cxrlib.data.roots import auto_profile, data_source
+from cxrlib.data.sets.cxr11 import CSV_COLUMNS as CXR11_CSV_COLUMNS
 
 USAGE = namedtuple("usage", "total used free")
 
@@ -61,21 +62,21 @@ def fake_kagglehub(monkeypatch, isolated_outputs):
 def test_a_download_selects_the_real_data_and_is_not_repeated(fake_kagglehub, isolated_outputs):
     definition = get_dataset("cxr14")
     assert data_source(load_config("smoke"), definition) == "phantom"
-    root = download("cxr14")
+    root = download("cxr14", Workspace.from_env())
     assert (root / "Data_Entry_2017.csv").is_file()
     # into DATA_DIR, where a dead session's partial archive is found again (kagglehub resumes)
     assert fake_kagglehub.calls == [
         ("nih-chest-xrays/data", str(isolated_outputs / "open_data" / "kagglehub"))
     ]
     assert data_source(load_config("smoke"), definition) == "real"
-    assert auto_profile() == "paper"
-    assert download("cxr14") == root and len(fake_kagglehub.calls) == 1
+    assert auto_profile(Workspace.from_env()) == "paper"
+    assert download("cxr14", Workspace.from_env()) == root and len(fake_kagglehub.calls) == 1
 
 
 def test_missing_credentials_say_where_to_get_them(fake_kagglehub, capsys):
     fake_kagglehub.fail = UnauthenticatedError()
     with pytest.raises(DownloadError, match=r"kaggle.com/settings.*KAGGLE_USERNAME"):
-        download("cxr14")
+        download("cxr14", Workspace.from_env())
     assert main(["download", "cxr14"]) == 2
     assert "credentials are missing" in capsys.readouterr().err
 
@@ -86,13 +87,13 @@ def test_competition_rules_not_accepted_names_the_rules_page(fake_kagglehub):
         DownloadError,
         match=r"ranzcr-clip-catheter-line-classification/rules",
     ):
-        download("cxr11")
+        download("cxr11", Workspace.from_env())
 
 
 def test_free_space_is_checked_before_anything_is_fetched(fake_kagglehub, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda _: USAGE(100 * 2**30, 90 * 2**30, 10 * 2**30))
     with pytest.raises(DiskSpaceError, match=r"needs 24\.00 GiB .* only 10\.00 GiB are free"):
-        download("cxr11")
+        download("cxr11", Workspace.from_env())
     assert fake_kagglehub.calls == []
 
 
@@ -100,5 +101,5 @@ def test_a_download_that_does_not_fit_names_the_route_that_works(fake_kagglehub,
     """CXR14 needs 90 GiB while it unpacks: more than a free Colab VM has (issue #21, item 5)."""
     monkeypatch.setattr(shutil, "disk_usage", lambda _: USAGE(78 * 2**30, 8 * 2**30, 70 * 2**30))
     with pytest.raises(DiskSpaceError, match=r"does not fit a free Colab VM.*Kaggle"):
-        download("cxr14")
+        download("cxr14", Workspace.from_env())
     assert fake_kagglehub.calls == []

@@ -8,17 +8,19 @@ import torch
 from cxrlib.data.loader import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    CachedImageDataset,
     make_loader,
     set_loader_epoch,
     to_model_input,
 )
 
+IMAGES = np.arange(20 * 4 * 4, dtype=np.uint8).reshape(20, 4, 4)
 
-def _dataset(flip=True, seed=0):
-    images = np.arange(20 * 4 * 4, dtype=np.uint8).reshape(20, 4, 4)
+
+def _loader(flip=True, **kwargs):
+    """20 cache rows in reverse order, one-hot labels of 3 classes."""
     labels = np.eye(20, 3, dtype=np.float32)
-    return CachedImageDataset(images, np.arange(20)[::-1].copy(), labels, flip=flip, seed=seed)
+    rows = np.arange(20)[::-1].copy()
+    return make_loader(IMAGES, rows, labels, flip=flip, **kwargs)
 
 
 def _epoch(loader, epoch, skip=0):
@@ -27,19 +29,18 @@ def _epoch(loader, epoch, skip=0):
 
 
 def test_batches_shapes_and_rows():
-    data = _dataset(flip=False)
-    x, y = data[[0, 1]]
+    x, y = next(iter(_loader(flip=False, batch_size=2, shuffle=False)))
     assert x.shape == (2, 1, 4, 4) and x.dtype == torch.uint8 and y.shape == (2, 3)
-    assert torch.equal(x[0, 0], torch.from_numpy(data.images[19]))  # rows map to cache rows
+    assert torch.equal(x[0, 0], torch.from_numpy(IMAGES[19]))  # rows map to cache rows
 
 
 def test_flips_and_order_depend_only_on_seed_and_epoch():
-    loader = make_loader(_dataset(), batch_size=8, shuffle=True, seed=3)
+    loader = _loader(batch_size=8, shuffle=True, seed=3)
     a0, a1 = _epoch(loader, 0), _epoch(loader, 1)
-    again = _epoch(make_loader(_dataset(), batch_size=8, shuffle=True, seed=3), 0)
+    again = _epoch(_loader(batch_size=8, shuffle=True, seed=3), 0)
     assert all(torch.equal(p[0], q[0]) for p, q in zip(a0, again, strict=True))
     assert not all(torch.equal(p[0], q[0]) for p, q in zip(a0, a1, strict=True))
-    plain = _epoch(make_loader(_dataset(flip=False), batch_size=8, shuffle=True, seed=3), 0)
+    plain = _epoch(_loader(flip=False, batch_size=8, shuffle=True, seed=3), 0)
     mirrored = [
         torch.equal(x, torch.flip(p, dims=[-1]))
         for (batch, _), (plain_batch, _) in zip(a0, plain, strict=True)
@@ -51,8 +52,8 @@ def test_flips_and_order_depend_only_on_seed_and_epoch():
 
 
 def test_workers_give_the_same_batches_epoch_after_epoch():
-    serial = make_loader(_dataset(), batch_size=8, shuffle=True, seed=1)
-    parallel = make_loader(_dataset(), batch_size=8, shuffle=True, seed=1, num_workers=2)
+    serial = _loader(batch_size=8, shuffle=True, seed=1)
+    parallel = _loader(batch_size=8, shuffle=True, seed=1, num_workers=2)
     assert parallel.persistent_workers  # kept between epochs: each batch names its epoch
     for epoch in (2, 3):  # the second epoch reuses the workers of the first
         a, b = _epoch(serial, epoch), _epoch(parallel, epoch)
@@ -71,7 +72,7 @@ def test_to_model_input_normalises_grey_to_three_channels():
 
 
 def test_resume_skips_the_batches_already_seen():
-    loader = make_loader(_dataset(), batch_size=4, shuffle=True, seed=5)
+    loader = _loader(batch_size=4, shuffle=True, seed=5)
     full = _epoch(loader, 3)
     rest = _epoch(loader, 3, skip=2)
     assert len(rest) == len(full) - 2
@@ -81,9 +82,7 @@ def test_resume_skips_the_batches_already_seen():
 def test_ranks_take_disjoint_shards_of_one_permutation():
     shards = []
     for rank in range(2):
-        loader = make_loader(
-            _dataset(flip=False), batch_size=3, shuffle=True, seed=2, rank=rank, world_size=2
-        )
+        loader = _loader(flip=False, batch_size=3, shuffle=True, seed=2, rank=rank, world_size=2)
         set_loader_epoch(loader, 0)
         shards.append([int(i) for _, batch in loader.sampler for i in batch])
     assert len(shards[0]) == len(shards[1])  # equal step counts on every rank

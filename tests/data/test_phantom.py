@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from cxrlib.data.datasets import get_dataset
-from cxrlib.data.labels import CXR11_CSV_COLUMNS
 from cxrlib.data.phantom import BBOX_HEADER, NIH_HEADER, PhantomSpec, generate_phantom
-from cxrlib.data.tables import load_cxr11, load_cxr14
+from cxrlib.data.sets.cxr11 import CSV_COLUMNS as CXR11_CSV_COLUMNS
+from cxrlib.data.sets.cxr11 import read as load_cxr11
+from cxrlib.data.sets.cxr14 import read as load_cxr14
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +44,19 @@ def test_nih_layout(phantoms):
 
 
 def test_cxr14_loads_through_real_reader_with_boxes_for_drawn_lesions(phantoms):
-    data = load_cxr14(phantoms["cxr14"])
-    assert 0 < len(data.table) < 120  # "No Finding" images are in the metadata, not the subset
-    assert data.missing_images().empty
-    assert (data.table[list(get_dataset("cxr14").classes)].sum(axis=1) > 0).all()
-    labelled = data.table.set_index("image_id")
-    for _, box in data.boxes.iterrows():
+    definition = get_dataset("cxr14")
+    table = load_cxr14(phantoms["cxr14"])
+    assert 0 < len(table) < 120  # "No Finding" images are in the metadata, not the subset
+    assert (table["path"] != "").all()  # every image found
+    assert (table[list(definition.classes)].sum(axis=1) > 0).all()
+    labelled = table.set_index("image_id")
+    boxes = definition.annotations(phantoms["cxr14"])
+    for _, box in boxes.iterrows():
         assert labelled.loc[box.image_id, box.label] == 1  # a box only for a drawn finding
-    positives = int(data.table[list(get_dataset("cxr14").classes)].to_numpy().sum())
-    assert len(data.boxes) == positives  # one box per drawn lesion
-    split = get_dataset("cxr14").read_paper_split(phantoms["cxr14"] / "splits")
-    assert set(split["image_id"]) == set(data.table["image_id"])
+    positives = int(table[list(definition.classes)].to_numpy().sum())
+    assert len(boxes) == positives  # one box per drawn lesion
+    split = definition.read_paper_split(phantoms["cxr14"] / "splits")
+    assert set(split["image_id"]) == set(table["image_id"])
 
 
 def test_ranzcr_layout_and_annotations(phantoms):
@@ -61,12 +64,13 @@ def test_ranzcr_layout_and_annotations(phantoms):
     header = pd.read_csv(root / "train.csv", nrows=0).columns.tolist()
     assert header == ["StudyInstanceUID", *CXR11_CSV_COLUMNS, "PatientID"]
     assert len(list((root / "train").glob("*.jpg"))) == 120
-    data = load_cxr11(root)
-    assert len(data.table) == 120 and data.missing_images().empty
-    labelled = data.table.set_index("image_id")
-    split_name = dict(zip(CXR11_CSV_COLUMNS, get_dataset("cxr11").classes, strict=True))
-    for _, line in data.lines.iterrows():
-        assert labelled.loc[line.image_id, split_name[line.label]] == 1
+    table = load_cxr11(root)
+    assert len(table) == 120 and (table["path"] != "").all()
+    labelled = table.set_index("image_id")
+    lines = get_dataset("cxr11").annotations(root)
+    assert set(lines["label"]) <= set(get_dataset("cxr11").classes)  # the classes' own names
+    for _, line in lines.iterrows():
+        assert labelled.loc[line.image_id, line.label] == 1
         assert len(line.points) >= 2 and all(len(p) == 2 for p in line.points)
     sizes = {Image.open(p).size for p in list((root / "train").glob("*.jpg"))[:20]}
     assert len(sizes) > 1  # varying sizes, like the real images
@@ -83,8 +87,8 @@ def test_label_combinations_from_real_vectors(tmp_path):
     real = np.zeros((50, 11), dtype=np.uint8)
     real[:, [2, 6, 9]] = 1  # every real vector is ETT-Normal + NGT-Normal + CVC-Normal
     spec = PhantomSpec("cxr11", num_images=20, image_size=64, label_source="authors")
-    data = load_cxr11(generate_phantom(spec, tmp_path, real_vectors=real))
-    assert (data.labels() == real[:20]).all()
+    table = load_cxr11(generate_phantom(spec, tmp_path, real_vectors=real))
+    assert (table[list(get_dataset("cxr11").classes)].to_numpy() == real[:20]).all()
 
 
 def test_nih_official_split_lists_in_the_real_format(phantoms):

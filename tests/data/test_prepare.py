@@ -8,13 +8,16 @@ import warnings
 import pytest
 
 from cxrlib.core.config import load_config
+from cxrlib.core.workspace import Workspace
 from cxrlib.data.cache import ImageReadError
 from cxrlib.data.datasets import get_dataset
+from cxrlib.data.definition import DatasetLayoutError
 from cxrlib.data.phantom import PhantomSpec, generate_phantom
 from cxrlib.data.prepare import MissingImagesError, prepare_dataset
 from cxrlib.data.roots import check_root
+from cxrlib.data.sets.cxr11 import read as load_cxr11
+from cxrlib.data.sets.cxr14 import read as load_cxr14
 from cxrlib.data.splits import SplitFileError
-from cxrlib.data.tables import DatasetLayoutError, load_cxr11, load_cxr14
 
 SMALL = {"phantom_images": 60}
 
@@ -27,9 +30,7 @@ def config(isolated_outputs):
 
 def _phantom_root(config, dataset):
     spec = PhantomSpec(dataset, num_images=config.data.phantom_images, label_source="random")
-    from cxrlib.core.paths import data_root
-
-    return generate_phantom(spec, data_root() / "phantom")
+    return generate_phantom(spec, config.workspace.data / "phantom")
 
 
 @pytest.mark.parametrize("dataset", ["cxr14", "cxr11"])
@@ -98,7 +99,7 @@ def test_wrong_layouts_name_the_file_and_fix(tmp_path):
 
 
 def test_real_profile_without_roots_says_how_to_configure(isolated_outputs):
-    with pytest.raises(FileNotFoundError, match="--cxr14-root"):
+    with pytest.raises(FileNotFoundError, match="--data-root cxr14=DIR"):
         prepare_dataset(load_config("paper"), "cxr14")
 
 
@@ -149,7 +150,8 @@ def test_a_phantom_never_waits_for_the_network(config, monkeypatch):
 def test_offline_a_split_file_download_fails_at_once_naming_the_folder(tmp_path, monkeypatch):
     import urllib.request
 
-    monkeypatch.setenv("CXRLIB_OFFLINE", "1")
+    monkeypatch.setenv("CXRLIB_OFFLINE", "1")  # read into the workspace at the entry
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("no wait"))
-    with pytest.raises(SplitFileError, match=r"CXRLIB_OFFLINE=1 forbids .* copy the authors'"):
-        get_dataset("cxr11").fetch_split_files(dest=tmp_path)
+    with pytest.raises(SplitFileError, match=r"CXRLIB_OFFLINE=1\) forbids .* copy the authors'"):
+        offline = Workspace.from_env().offline
+        get_dataset("cxr11").fetch_split_files(dest=tmp_path, offline=offline)

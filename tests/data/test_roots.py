@@ -6,15 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from cxrlib.core.config import load_config
-from cxrlib.data.labels import CXR11_CSV_COLUMNS
+from cxrlib.core.workspace import ENV, Workspace
 from cxrlib.data.roots import (
-    KAGGLE_INPUT_ENV,
     auto_profile,
     data_source,
     is_phantom,
     locate,
     record_download,
 )
+from cxrlib.data.sets.cxr11 import CSV_COLUMNS as CXR11_CSV_COLUMNS
+
+KAGGLE_INPUT_ENV = ENV["kaggle_input"]
 
 
 def nih_folder(root: Path) -> Path:
@@ -46,21 +48,22 @@ def test_real_data_is_used_wherever_it_is_found(isolated_outputs, monkeypatch):
     monkeypatch.setenv(KAGGLE_INPUT_ENV, str(tmp_path / "kaggle"))
     nih = nih_folder(tmp_path / "nih")
     assert _sources(load_config("smoke")) == {"cxr14": "phantom", "cxr11": "phantom"}
-    assert auto_profile() == "smoke" and is_phantom(load_config("smoke"))
-    monkeypatch.setenv("CXR14_ROOT", str(nih))
+    assert auto_profile(Workspace.from_env()) == "smoke" and is_phantom(load_config("smoke"))
+    monkeypatch.setenv(ENV["data_roots"], f"cxr14={nih}")
     assert _sources(load_config("smoke")) == {"cxr14": "real", "cxr11": "phantom"}
-    assert locate(load_config("smoke"), "cxr14").how == "$CXR14_ROOT"
-    assert auto_profile() == "paper"
+    assert locate(load_config("smoke"), "cxr14").how == "DATA_ROOTS"
+    assert auto_profile(Workspace.from_env()) == "paper"
     phantom = load_config("smoke", data_source="phantom")
     assert _sources(phantom) == {"cxr14": "phantom", "cxr11": "phantom"}
-    monkeypatch.delenv("CXR14_ROOT")
-    assert auto_profile({"CXR14_ROOT": str(nih)}) == "paper"  # a root given counts as found
-    assert not is_phantom(load_config("smoke", cxr14_root=str(nih)))
+    monkeypatch.delenv(ENV["data_roots"])
+    given = Workspace.from_env().replace(data_roots={"cxr14": str(nih)})
+    assert auto_profile(given) == "paper"  # a root given counts as found
+    assert not is_phantom(load_config("smoke", workspace=given))
     # a Kaggle mount, found at any of the first three levels of /kaggle/input
     kaggle_ranzcr(tmp_path / "kaggle" / "competitions" / "ranzcr-clip")
     assert _sources(load_config("smoke")) == {"cxr14": "phantom", "cxr11": "real"}
     # a finished download
-    record_download("cxr14", nih)
+    record_download(Workspace.from_env(), "cxr14", nih)
     assert _sources(load_config("smoke")) == {"cxr14": "real", "cxr11": "real"}
 
 
@@ -73,7 +76,7 @@ def test_a_foreign_train_csv_is_not_ranzcr(isolated_outputs, monkeypatch):
     (titanic / "train.csv").write_text("PassengerId,Survived,Pclass,Name\n1,0,3,Braund\n")
     (titanic / "test.csv").write_text("PassengerId,Pclass\n")
     assert _sources(load_config("smoke")) == {"cxr14": "phantom", "cxr11": "phantom"}
-    assert auto_profile() == "smoke"
+    assert auto_profile(Workspace.from_env()) == "smoke"
     # RANZCR's columns without its train/ folder of JPEGs: not RANZCR either
     half = base / "datasets" / "someone" / "ranzcr-csv-only"
     half.mkdir(parents=True)

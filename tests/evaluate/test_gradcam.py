@@ -154,7 +154,7 @@ def test_cam_grid_draws_the_truth_a_colour_bar_and_marks_all_zero_maps(
     model = load_run_model(smoke_cxr14_run["run"].folder)[0]
     data = prepare_dataset(smoke_cxr14_run["config"], "cxr14", progress=False)
     test_ids = set(data.part("test")["image_id"])
-    boxed = data.labelled.boxes[data.labelled.boxes["image_id"].isin(test_ids)].iloc[0]
+    boxed = data.annotations[data.annotations["image_id"].isin(test_ids)].iloc[0]
     real = gradcam.gradcam_maps
 
     def blank_tokens(model, x, targets, branch):  # the token branch "loses" all activation

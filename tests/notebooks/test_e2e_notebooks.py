@@ -12,66 +12,36 @@ import pytest
 
 from tests.conftest import PROJECT_ROOT
 
-
-def _tables(*names: str) -> list[str]:
-    return [f"tables/{name}.{ext}" for name in names for ext in ("csv", "md")]
+NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def _figures(*names: str) -> list[str]:
-    """Each figure as a 300-dpi PNG and its vector PDF twin (cxrlib.paper.outputs.save_figure)."""
-    return [f"figures/{name}.{ext}" for name in names for ext in ("png", "pdf")]
+def _dataset_of(path) -> tuple[str, ...]:
+    """The notebook's ``DATASET`` parameter (03, 04), else both papers' datasets."""
+    import ast
+
+    import nbformat
+
+    from cxrlib.data.datasets import PAPER_DATASETS
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for node in ast.parse(cell.source).body:
+        if node.targets[0].id == "DATASET":
+            return (ast.literal_eval(node.value),)
+    return PAPER_DATASETS
 
 
-def _paper_items(notebook: str) -> list[str]:
-    """The files of the paper items that ``notebook`` regenerates (cxrlib.paper.items)."""
-    from cxrlib.paper.items import ITEMS
+def promised(path) -> list[str]:
+    """What a notebook promises in the smoke profile, relative to results/smoke/: the files
+    its outputs name (cxrlib.paper.items.OUTPUTS, the one place of every name)."""
+    from cxrlib.paper.items import MAIN_MODELS, STUDIES, promised_files
 
-    return [f for item in ITEMS if notebook in item.notebook for f in item.paths("paper")]
-
-
-#: What each notebook promises, relative to results/<profile>/: the files of its paper items
-#: (one list, cxrlib.paper.items) and its other outputs.
-PROMISED = {
-    "00_environment": _tables("environment"),
-    "01_data_preparation": _paper_items("01_data_preparation")
-    + _tables("split_sizes", "class_positives_cxr14", "class_positives_cxr11", "leakage")
-    + _figures(
-        "class_positives",
-        "cooccurrence_cxr14",
-        "cooccurrence_cxr11",
-        "samples_cxr14",
-        "samples_cxr11",
-    ),
-    "02_model_construction": _tables(
-        "model_summary",
-        "model_summary_as_trained",
-        "model_switches",
-        "ablation_parameter_differences",
-    ),
-    **{
-        notebook: _paper_items(notebook)
-        + _tables(f"auc_{ds}_paper", f"metrics_{ds}_paper")
-        + _figures(
-            f"training_{ds}_paper",
-            f"roc_{ds}_paper_ctranscnn_tiny",
-            f"roc_{ds}_paper_chexnet_tiny",
-        )
-        for notebook, ds in (("03_train_cxr11", "cxr11"), ("04_train_cxr14", "cxr14"))
-    },
-    "05_ablations": _paper_items("05_ablations")
-    + _figures(
-        *(f"ablation_{f}_{ds}_paper" for f in ("ctranscnn", "chexnet") for ds in ("cxr11", "cxr14"))
-    ),
-    "06_baselines": _paper_items("06_baselines")
-    + _figures(*(f"radar_baselines_{ds}_paper" for ds in ("cxr11", "cxr14"))),
-    "07_gradcam": _paper_items("07_gradcam"),
-    "08_report": ["REPORT.md"],
-}
+    domains = {"dataset": _dataset_of(path), "split": ("paper",), "model": MAIN_MODELS}
+    return promised_files(path.stem, "smoke", **domains, study=tuple(STUDIES))
 
 
-def test_every_notebook_declares_its_outputs():
-    names = {p.stem for p in (PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
-    assert names == set(PROMISED), "add each notebook's promised files to PROMISED"
+def test_every_notebook_promises_files():
+    assert NOTEBOOKS and all(promised(path) for path in NOTEBOOKS)
 
 
 @pytest.mark.e2e
@@ -87,10 +57,10 @@ def test_run_all_smoke_end_to_end(isolated_outputs):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     results = isolated_outputs / "results" / "smoke"
-    for notebook, files in PROMISED.items():
-        assert (results / "executed" / f"{notebook}.ipynb").is_file()
-        for rel in files:
-            assert (results / rel).is_file(), f"{notebook} did not write {rel}"
+    for path in NOTEBOOKS:
+        assert (results / "executed" / path.name).is_file()
+        for rel in promised(path):
+            assert (results / rel).is_file(), f"{path.stem} did not write {rel}"
     table = (results / "tables" / "environment.md").read_text()
     assert "phantom data, not comparable with the paper" in table
     _check_report(results, isolated_outputs / "runs" / "smoke")
@@ -102,19 +72,30 @@ def _check_report(results, runs):
     import json
 
     from cxrlib.paper.items import ITEMS
+    from cxrlib.train.layout import RunKey
 
     report = (results / "REPORT.md").read_text()
     for item in ITEMS:
         assert item.item in report and all(f"`{f}`" in report for f in item.paths("paper"))
     assert "| yes |" in report and "| no |" not in report  # every item was produced
-    finished = sorted(runs.glob("*/paper/*/seed0/metrics.json"))
+
+    finished = [f / "metrics.json" for f in RunKey.started(runs.parent, "smoke")]
+    first = [RunKey.from_folder(p.parent) for p in finished if p.is_file()]
+    finished = [
+        k.folder(runs.parent) / "metrics.json" for k in first if k.seed == 0 and k.split == "paper"
+    ]
     assert len(finished) >= 40  # both datasets: variants, baselines and our two models
     start = report.index("## Mean test AUC, ours beside the papers'")
     beside = report[start : report.index("\n## ", start + 1)].splitlines()
     for path in finished:
-        seeds = sorted(path.parent.parent.glob("seed*/metrics.json"))
+        key = RunKey.from_folder(path.parent)
+        seeds = [
+            key.with_seed(k).folder(runs.parent) / "metrics.json"
+            for k in range(10)
+            if (key.with_seed(k).folder(runs.parent) / "metrics.json").is_file()
+        ]
         mean_auc = sum(json.loads(p.read_text())["test"]["mean_auc"] for p in seeds) / len(seeds)
-        model, dataset = path.parts[-3], path.parts[-5].upper()
+        model, dataset = key.model, key.dataset.upper()
         rows = [line for line in beside if f"| {dataset} " in line and f"| {model} " in line]
         cell = rf"\|\s*{mean_auc:.2f}\s*\|"  # a cell holding the value, however padded
         assert any(re.search(cell, line) for line in rows), (path, rows)

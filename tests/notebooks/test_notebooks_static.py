@@ -3,14 +3,64 @@
 from __future__ import annotations
 
 import ast
+import re
 
 import nbformat
 import pytest
 
 from cxrlib.app.colab import refresh, repository_url, setup_cell
+from cxrlib.data.datasets import PAPER_DATASETS
 from tests.conftest import PROJECT_ROOT
 
 NOTEBOOKS = sorted((PROJECT_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+TRAINING = ("03_train_cxr11.ipynb", "04_train_cxr14.ipynb")
+
+
+def _cxrlib_modules(nb) -> set[str]:
+    """The cxrlib modules a notebook's code imports (the setup cell's text aside)."""
+    found = set()
+    for cell in nb.cells[2:]:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cxrlib"):
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.startswith("cxrlib")}
+    return found
+
+
+def _parameters(nb) -> dict:
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    values = {}
+    for node in ast.parse(cell.source).body:
+        for target in node.targets:
+            values[target.id] = ast.literal_eval(node.value)
+    return values
+
+
+def test_the_training_notebooks_differ_only_in_their_parameters_and_words():
+    """03 (CXR11) and 04 (CXR14) are the same steps: every code cell but the parameters is the
+    same, and the parameters differ only in the dataset."""
+    a, b = (nbformat.read(PROJECT_ROOT / "notebooks" / n, as_version=4) for n in TRAINING)
+    code = [[c.source for c in nb.cells if c.cell_type == "code"][2:] for nb in (a, b)]
+    assert code[0] == code[1]
+    pa, pb = _parameters(a), _parameters(b)
+    assert {k for k in pa if pa[k] != pb.get(k)} == {"DATASET"} and set(pa) == set(pb)
+
+
+COMMAND = re.compile(r"`([^`]*(?:python -m cxrlib|torchrun)[^`]*)`")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_command_quoted_in_a_notebook_names_its_own_dataset(path):
+    nb = nbformat.read(path, as_version=4)
+    params = _parameters(nb)
+    own = [params["DATASET"]] if params.get("DATASET") else list(PAPER_DATASETS)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for command in COMMAND.findall(text.replace("\n", " ")):
+        named = re.findall(r"--dataset\s+(\S+)", command)
+        assert all(d in own for d in named), f"{path.name}: {command!r} names {named}, not {own}"
 
 
 def test_there_are_notebooks():
@@ -34,11 +84,11 @@ def test_notebook_conventions(path):
         ast.literal_eval(node.value)  # literals only: raises otherwise
         names += [t.id for t in node.targets]
     assert "PROFILE" in names
-    assert "RESULTS_DIR" in names, "each badge opens a fresh VM: say where results go (#21)"
+    assert "RESULTS_DIR" in names, "each badge opens a fresh VM: say where results go"
     assert all(n.isupper() for n in names), "parameters are ALL-CAPS (cxrlib.core.config names)"
-    assert "globals()" in code[1].source and "config" in code[1].source, (
-        "the next cell validates them (config_from_notebook or config_and_extras)"
-    )
+    assert "nb.start(globals())" in code[1].source, "the next cell validates them (nb.start)"
+    modules = _cxrlib_modules(nb)
+    assert len(modules) <= 3, f"at most three cxrlib modules per notebook: {sorted(modules)}"
 
     for cell in code[1:]:
         for node in ast.walk(ast.parse(cell.source)):

@@ -29,10 +29,8 @@ def test_help_documents_every_option():
     for option in (
         "--profile smoke|paper",
         "--only",
-        "--cxr14-root",
-        "--cxr11-root",
-        "CXR14_ROOT",
-        "CXR11_ROOT",
+        "--data-root NAME=DIR",
+        "CXRLIB_DATA_ROOTS",
         "--results-dir",
         "--runs-dir",
         "--data-dir",

@@ -116,10 +116,10 @@ def test_scratch_vs_imagenet_table_pairs_the_runs(pair):
 def test_the_report_lists_imagenet_runs_with_their_cost(pair):
     import pandas as pd
 
-    from cxrlib.core.paths import ResultsLayout
+    from cxrlib.core.workspace import Workspace
     from cxrlib.paper.report import build_report
 
-    tables = ResultsLayout("paper").tables  # notebook 02's FLOPs
+    tables = Workspace.from_env().profile_results("paper") / "tables"  # notebook 02's FLOPs
     tables.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"model": ["resnet50"], "GFLOPs @224 executed": [4.0]}).to_csv(
         tables / "model_summary.csv", index=False
@@ -189,6 +189,9 @@ def test_the_imagenet_checkpoint_downloads_once_and_is_checksum_checked(
     from cxrlib.models import imagenet
 
     monkeypatch.delenv(imagenet.LOCAL_ENV, raising=False)
+    from cxrlib.core.workspace import Workspace
+
+    workspace = Workspace.from_env()
     payload = {"bytes": b"not the Conformer-Ti checkpoint"}
     calls = []
 
@@ -199,7 +202,7 @@ def test_the_imagenet_checkpoint_downloads_once_and_is_checksum_checked(
 
     monkeypatch.setattr(imagenet.torch.hub, "download_url_to_file", fake_download)
     with pytest.raises(imagenet.PretrainedWeightsError, match="did not match its checksum"):
-        imagenet.conformer_checkpoint()
+        imagenet.conformer_checkpoint(workspace)
     target = (
         isolated_outputs
         / "open_data"
@@ -210,8 +213,8 @@ def test_the_imagenet_checkpoint_downloads_once_and_is_checksum_checked(
 
     prefix = hashlib.sha256(payload["bytes"]).hexdigest()[:8]
     monkeypatch.setattr(imagenet, "CONFORMER_TINY_SHA256_PREFIX", prefix)
-    assert imagenet.conformer_checkpoint() == target and target.is_file()
-    assert imagenet.conformer_checkpoint() == target and len(calls) == 2  # not again
+    assert imagenet.conformer_checkpoint(workspace) == target and target.is_file()
+    assert imagenet.conformer_checkpoint(workspace) == target and len(calls) == 2  # not again
 
     def offline(url, destination, progress=True):
         raise OSError("no route to host")
@@ -219,4 +222,4 @@ def test_the_imagenet_checkpoint_downloads_once_and_is_checksum_checked(
     target.unlink()
     monkeypatch.setattr(imagenet.torch.hub, "download_url_to_file", offline)
     with pytest.raises(imagenet.PretrainedWeightsError, match=r"\$CXRLIB_CONFORMER_IMAGENET"):
-        imagenet.conformer_checkpoint()
+        imagenet.conformer_checkpoint(workspace)

@@ -45,7 +45,7 @@ def test_paused_and_killed_runs_resume_to_byte_equal_predictions(
     straight = train_run(config, "cxr11", progress=False)
     assert straight.finished
 
-    monkeypatch.setenv("CXRLIB_RUNS_DIR", str(isolated_outputs / "runs2"))
+    config = config.in_workspace(config.workspace.replace(runs=isolated_outputs / "runs2"))
     # the time limit runs out right after the run started (mid-group when GRAD_ACCUM=2): the
     # pause takes effect at the accumulation boundary
     checks = []

@@ -70,7 +70,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(isolated_outputs, monkeypat
     straight = train_run(config, "cxr11", progress=False)
     assert straight.finished
 
-    monkeypatch.setenv("CXRLIB_RUNS_DIR", str(isolated_outputs / "runs2"))
+    config = config.in_workspace(config.workspace.replace(runs=isolated_outputs / "runs2"))
     stopped = train_run(config, "cxr11", progress=False, max_steps=3)  # killed mid-epoch 1
     assert not stopped.finished and (stopped.folder / "last.pt").is_file()
     state = load_checkpoint(stopped.folder / "last.pt")["state"]
