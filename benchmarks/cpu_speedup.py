@@ -73,7 +73,7 @@ def _kit_step(folder: Path | None, model_name: str, batch: int, compile_model: b
         config = config_mod.load_config("paper", data_source="phantom")
         runtime = runtime_mod.setup_runtime(config)
         torch.manual_seed(0)
-        model = models.create_model(model_name, 14)
+        model = models.create_model(model_name, num_classes=14)
         memory = torch.channels_last if runtime.channels_last else torch.contiguous_format
         model.to(runtime.device, memory_format=memory).train()
         optimizer = optim.build_optimizer(model, config)

@@ -228,7 +228,7 @@ def _step_fn(bench: Bench, name: str, precision: str, channels_last: bool, compi
     args, device = bench.args, bench.device
     runtime = Runtime(device, precision=precision, micro_batch=batch, channels_last=channels_last)
     torch.manual_seed(0)
-    model = create_model(name, 14, size=args.size, image_size=args.image_size)
+    model = create_model(name, num_classes=14, size=args.size, image_size=args.image_size)
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model.to(device, memory_format=memory).train()
     optimizer = build_optimizer(model, load_config("paper", data_source="phantom"))
@@ -264,7 +264,9 @@ def _step_fn(bench: Bench, name: str, precision: str, channels_last: bool, compi
 
 def forward_flops(bench: Bench, name: str) -> float:
     if name not in bench.flops:
-        model = create_model(name, 14, size=bench.args.size, image_size=bench.args.image_size)
+        model = create_model(
+            name, num_classes=14, size=bench.args.size, image_size=bench.args.image_size
+        )
         bench.flops[name] = forward_gflops(model, bench.args.image_size) * 1e9
     return bench.flops[name]
 

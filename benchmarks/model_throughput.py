@@ -38,7 +38,7 @@ def measure(name: str, batch_size: int, steps: int, image_size: int) -> dict:
     runtime = setup_runtime(config)
     torch.manual_seed(0)
     memory = torch.channels_last if runtime.channels_last else torch.contiguous_format
-    model = create_model(name, 14, image_size=image_size).to(memory_format=memory)
+    model = create_model(name, num_classes=14, image_size=image_size).to(memory_format=memory)
     optimizer = build_optimizer(model, config)
     images = torch.randint(0, 256, (batch_size, 1, image_size, image_size), dtype=torch.uint8)
     y = (torch.rand(batch_size, 14) < 0.2).float()

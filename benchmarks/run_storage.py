@@ -69,7 +69,10 @@ def main() -> None:
     for name in expected_models():
         for dataset, classes in (("cxr14", 14), ("cxr11", 11)):
             buffer = io.BytesIO()
-            torch.save({"model": create_model(name, classes, size="paper").state_dict()}, buffer)
+            torch.save(
+                {"model": create_model(name, num_classes=classes, size="paper").state_dict()},
+                buffer,
+            )
             models[f"{name}/{dataset}"] = buffer.tell()
     test_rows = {"cxr14": 1572, "cxr11": 3008}
     estimate = {

@@ -261,15 +261,25 @@ def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
 
 def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a finished run folder, or a model file (best.pt)")
-    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    parser.add_argument("--out", help="file to write (default: model.onnx / model.ts.pt beside)")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
+    parser.add_argument(
+        "--out",
+        help="file to write (default: model.onnx / model.ts.pt beside); for safetensors a "
+        "folder (default: pretrained/ beside)",
+    )
 
 
 def _cmd_export(args: argparse.Namespace, config: Config) -> int:
     from cxrlib.app.export import export_model  # start-up time
 
     path = export_model(args.run, args.format, args.out)
-    print(f"written: {path} (and {path.name}.json: classes, input size, normalisation)")
+    if args.format == "safetensors":
+        print(
+            f"written: {path.parent}/ (model.safetensors, config.json, README.md): load it "
+            f"with cxrlib.from_pretrained({str(path.parent)!r}) or timm"
+        )
+    else:
+        print(f"written: {path} (and {path.name}.json: classes, input size, normalisation)")
     return 0
 
 

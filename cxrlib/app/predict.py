@@ -174,10 +174,66 @@ def predict_files(
     }
 
 
+#: A CAM grid coarser than this (per side) can only point at a region, not an outline.
+COARSE_GRID = 8
+
+
+def cam_grid(model: torch.nn.Module, x: torch.Tensor, branch: str = "cnn") -> tuple[int, int]:
+    """The resolution of the map Grad-CAM reads for ``branch`` at input ``x`` (its target
+    layer's output, h × w)."""
+    from cxrlib.models.cam import cam_reshape_transform, cam_target_layers  # with --cam only
+
+    seen = []
+    layer = cam_target_layers(model, branch)[0]
+    handle = layer.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    try:
+        with torch.no_grad():
+            model.eval()(x)
+    finally:
+        handle.remove()
+    out = seen[0][0] if isinstance(seen[0], tuple) else seen[0]
+    reshape = cam_reshape_transform(model, branch)
+    out = reshape(out) if reshape is not None else out
+    return int(out.shape[-2]), int(out.shape[-1])
+
+
+def captioned(overlay: np.ndarray, title: str, note: str | None) -> Image.Image:
+    """``overlay`` (H×W×3) above a band with ``title`` (class and probability), an optional
+    ``note`` and the colour bar of the map (inferno, 0 to 1)."""
+    import matplotlib  # here: with --cam only (the figures' colour map and font)
+    from matplotlib import font_manager
+    from PIL import ImageDraw, ImageFont
+
+    height, width = overlay.shape[:2]
+    band = max(48, width // 10)
+    canvas = Image.new("RGB", (width, height + band), "white")
+    canvas.paste(Image.fromarray(overlay), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    font_path = font_manager.findfont("DejaVu Sans")
+    big = ImageFont.truetype(font_path, max(12, band // 3))
+    small = ImageFont.truetype(font_path, max(10, band // 5))
+    margin = band // 8
+    draw.text((margin, height + margin), title, fill="black", font=big)
+    if note:
+        draw.text((margin, height + band // 2 + margin), note, fill="firebrick", font=small)
+    bar_w, bar_h = width // 4, band // 4  # the colour bar, right: 0 (left) to 1 (right)
+    x0, y0 = width - bar_w - margin, height + margin
+    ramp = matplotlib.colormaps["inferno"](np.linspace(0, 1, bar_w))[:, :3]
+    bar = np.repeat((ramp[None] * 255).astype(np.uint8), bar_h, axis=0)
+    canvas.paste(Image.fromarray(bar), (x0, y0))
+    draw.rectangle((x0, y0, x0 + bar_w - 1, y0 + bar_h - 1), outline="black")
+    labels = y0 + bar_h + 2
+    draw.text((x0, labels), "0", fill="black", font=small)
+    draw.text((x0 + bar_w, labels), "1", fill="black", font=small, anchor="ra")
+    draw.text((x0 + bar_w // 2, labels), "Grad-CAM", fill="black", font=small, anchor="ma")
+    return canvas
+
+
 def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3) -> list[Path]:
     """Per image and each of its ``top`` most probable classes, ``<stem>_cam_<class>.png``:
-    the Grad-CAM (CNN branch) over the X-ray, at the X-ray's own size. ``pixels``: the
-    model's uint8 inputs (N×S×S)."""
+    the Grad-CAM (CNN branch) over the X-ray at the X-ray's own width, above a band naming the
+    class and its probability, with the map's colour bar and, for a CAM grid coarser than
+    8 × 8, a note saying so. ``pixels``: the model's uint8 inputs (N×S×S)."""
     import cv2  # here: installed with pytorch-grad-cam, needed only for --cam
     from pytorch_grad_cam.utils.image import show_cam_on_image  # here: likewise
 
@@ -186,6 +242,10 @@ def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3
     device = next(model.parameters()).device
     for i, xray in enumerate(xrays):
         x = to_model_input(torch.from_numpy(pixels[i : i + 1])[:, None], device)  # (1, 3, S, S)
+        grid = cam_grid(model, x)
+        note = None
+        if min(grid) < COARSE_GRID:
+            note = f"coarse map: Grad-CAM grid {grid[0]}×{grid[1]} (< {COARSE_GRID}×{COARSE_GRID})"
         for k in np.argsort(-scores[i])[:top]:
             cam = gradcam_maps(model, x, [int(k)], "cnn")[0]  # (S, S) in [0, 1]
             height, width = xray.pixels.shape
@@ -197,9 +257,10 @@ def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3
             overlay = show_cam_on_image(
                 grey, np.clip(cam_full, 0, 1), use_rgb=True, colormap=cv2.COLORMAP_INFERNO
             )
+            title = f"{classes[k]}: probability {scores[i][k]:.3f}"
             name = re.sub(r"[^A-Za-z0-9_.-]", "_", classes[k])
             path = folder / f"{xray.path.stem}_cam_{name}.png"
-            Image.fromarray(overlay).save(path)
+            captioned(overlay, title, note).save(path)
             written.append(path)
     return written
 

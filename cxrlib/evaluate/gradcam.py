@@ -1,16 +1,10 @@
 """Grad-CAM for every model, and how well the maps localise what the labels are about.
 
 Uses pytorch-grad-cam (J. Gildenblat et al.; Grad-CAM: Selvaraju et al., ICCV 2017) on the
-fused logits (the papers' prediction rule), with one target class per image of a batch.
-Target layers:
-
-* dual-branch models (CTransCNN, CheXNet, Conformer): ``cnn`` -- the last CNN stage at its
-  full resolution (the last block's conv block, 14×14 at 224 px, before the final stride-2
-  fusion block); ``tokens`` -- the patch tokens entering the last token layer (its first norm),
-  reshaped to their grid, because the last layer's own patch outputs reach the heads only
-  through the cls token or the label decoder;
-* timm CNNs: the last stage (``layer4``/``features``/``stages``); timm ViT/DeiT: the first
-  norm of the last block, patch tokens reshaped to the grid.
+model itself (its output is the fused logits, the papers' prediction rule), with one target
+class per image of a batch, at the layers of the public helpers
+:func:`~cxrlib.models.cam.cam_target_layers` and
+:func:`~cxrlib.models.cam.cam_reshape_transform`.
 
 Localisation, where ground truth exists: NIH ``BBox_List_2017.csv`` boxes and the phantom's
 boxes (pointing game: the CAM maximum falls inside the box; IoU of the CAM thresholded at a
@@ -30,52 +24,7 @@ from torch import nn
 from cxrlib.data.cache import original_size
 from cxrlib.data.loader import to_model_input
 from cxrlib.data.prepare import PreparedDataset
-from cxrlib.models.dual_branch import DualBranchNet
-from cxrlib.models.registry import TimmClassifier
-
-BRANCHES = ("cnn", "tokens")
-
-
-class FusedLogits(nn.Module):
-    """A model seen as ``x -> fused logits`` (what pytorch-grad-cam expects)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).logits
-
-
-def _tokens_to_map(grid: tuple[int, int], has_cls: bool = True):
-    def reshape(tensor: torch.Tensor) -> torch.Tensor:
-        tokens = tensor[:, 1:] if has_cls else tensor
-        b, _, d = tokens.shape
-        return tokens.reshape(b, *grid, d).permute(0, 3, 1, 2)  # (B, N, D) -> (B, D, h, w)
-
-    return reshape
-
-
-def target_layers(model: nn.Module, branch: str, image_size: int):
-    """(layers, reshape_transform) for ``branch`` of ``model``."""
-    if branch not in BRANCHES:
-        raise ValueError(f"branch must be one of {', '.join(BRANCHES)}; got {branch!r}")
-    if isinstance(model, DualBranchNet):
-        if branch == "cnn":  # the last stage's map before the final stride-2 fusion block
-            return [model.blocks[-1].cnn_block.output], None
-        side = image_size // model.arch.patch_size
-        return [model.blocks[-1].token_layer.norm1], _tokens_to_map((side, side))
-    if isinstance(model, TimmClassifier):
-        net = model.net
-        if hasattr(net, "blocks") and hasattr(net, "patch_embed"):  # ViT / DeiT
-            side = image_size // net.patch_embed.patch_size[0]
-            return [net.blocks[-1].norm1], _tokens_to_map(
-                (side, side), has_cls=not net.no_embed_class
-            )
-        for name in ("layer4", "stages", "features"):
-            if hasattr(net, name):
-                return [getattr(net, name)[-1]], None
-    raise ValueError(f"no Grad-CAM target layer known for {type(model).__name__}")
+from cxrlib.models.cam import cam_reshape_transform, cam_target_layers
 
 
 def gradcam_maps(
@@ -88,9 +37,9 @@ def gradcam_maps(
     if len(classes) != len(images):
         raise ValueError(f"one target class per image: {len(classes)} for {len(images)} images")
     model.eval()
-    layers, reshape = target_layers(model, branch, images.shape[-1])
+    layers, reshape = cam_target_layers(model, branch), cam_reshape_transform(model, branch)
     targets = [ClassifierOutputTarget(int(k)) for k in classes]
-    with GradCAM(model=FusedLogits(model), target_layers=layers, reshape_transform=reshape) as cam:
+    with GradCAM(model=model, target_layers=layers, reshape_transform=reshape) as cam:
         return cam(input_tensor=images, targets=targets)
 
 

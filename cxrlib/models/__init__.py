@@ -11,9 +11,17 @@ and the tables of notebook 02 (:mod:`~cxrlib.models.summary`).
 Imports: core and data (normalisation constants); never evaluate, train or anything above.
 """
 
-from cxrlib.models.dual_branch import ArchConfig, DualBranchNet, ModelOutput
+from cxrlib.models import timm_names  # registers the dual-branch models with timm
+from cxrlib.models.dual_branch import (
+    ArchConfig,
+    DualBranchNet,
+    ModelOutput,
+    TrainingHeads,
+    forward_heads,
+)
 from cxrlib.models.factory import create_model, predict_proba, reference_model
 from cxrlib.models.files import load_model, pretrained_cfg, save_model
+from cxrlib.models.hub import from_pretrained, push_to_hub, save_pretrained
 from cxrlib.models.reference import convert_reference_checkpoint
 from cxrlib.models.registry import REGISTRY, build_model, check_model, get_spec, list_models
 
@@ -22,15 +30,21 @@ __all__ = [
     "ArchConfig",
     "DualBranchNet",
     "ModelOutput",
+    "TrainingHeads",
     "build_model",
     "check_model",
     "convert_reference_checkpoint",
     "create_model",
+    "forward_heads",
+    "from_pretrained",
     "get_spec",
     "list_models",
     "load_model",
     "predict_proba",
     "pretrained_cfg",
+    "push_to_hub",
     "reference_model",
     "save_model",
+    "save_pretrained",
+    "timm_names",
 ]

@@ -83,7 +83,9 @@ class ArchConfig:
     base_channels: int = 64
     patch_size: int = 16
     mlp_ratio: float = 4.0
-    drop_path: float = 0.1
+    drop_path: float = 0.1  #: stochastic depth, reaching this at the last layer
+    in_chans: int = 3  #: input channels (1: grey input, timm's ``in_chans=1``)
+    drop_rate: float = 0.0  #: dropout on the pooled features before the heads (timm's)
 
     def __post_init__(self) -> None:
         for name, allowed in SWITCHES.items():
@@ -97,6 +99,8 @@ class ArchConfig:
             raise ValueError(f"patch_size must be a multiple of 16; got {self.patch_size}")
         if self.embed_dim % self.num_heads:
             raise ValueError("embed_dim must be divisible by num_heads")
+        if self.in_chans < 1:
+            raise ValueError(f"in_chans must be at least 1; got {self.in_chans}")
         if self.token_stream == "off" and self.label_decoder == "off":
             raise ValueError("token_stream 'off' needs a label decoder: it replaces the tokens")
 
@@ -106,9 +110,11 @@ class ArchConfig:
 
 @dataclass
 class ModelOutput:
-    """What every model returns. ``token_logits`` is None for single-head (timm) models.
+    """Every head of a model, as :func:`forward_heads` returns it (``model(x)`` returns only
+    ``logits``). ``conv_logits``/``token_logits`` are None for single-head (timm) models.
 
     ``logits`` are the fused logits of the paper's rule; ``probabilities()`` applies the sigmoid.
+    ``features``: ``conv`` (B×C), ``cls`` (B×D) or ``labels`` (B×K×D), ``cnn_map``, ``tokens``.
     """
 
     logits: torch.Tensor
@@ -186,8 +192,34 @@ class InteractionBlock(nn.Module):
         return x, tokens, labels
 
 
+class LabelHead(nn.Module):
+    """CheXNet's label head: one weight vector and bias per class, applied to that class's own
+    final label embedding (B×K×D -> B×K)."""
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_classes, dim))
+        self.bias = nn.Parameter(torch.zeros(num_classes))
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return (labels * self.weight).sum(-1) + self.bias
+
+
 class DualBranchNet(nn.Module):
-    """CNN + Transformer hybrid with switchable modules (see the module docstring)."""
+    """CNN + Transformer hybrid with switchable modules (see the module docstring).
+
+    The timm model interface: ``model(x)`` gives the fused logits (B×K, the papers' rule);
+    :meth:`forward_heads` gives every head (what the training loss takes);
+    ``forward_features`` -> ``forward_head`` is the same computation in two steps. Because
+    the branches end in maps of different shapes, the features are already pooled: the CNN
+    map averaged (C) beside the token side (D: the normed cls token, or with a label decoder
+    each class's label embedding, B×K×(C+D)); ``num_features = C + D``. The unpooled maps are
+    reached through :func:`cxrlib.models.cam.cam_target_layers`.
+
+    ``torch.jit.script`` is not supported: the switches choose submodules (``None`` or not)
+    and blocks take optional tensors, which TorchScript cannot type; ``torch.jit.trace`` and
+    ``torch.export`` are.
+    """
 
     def __init__(self, num_classes: int, arch: ArchConfig | None = None) -> None:
         super().__init__()
@@ -195,10 +227,11 @@ class DualBranchNet(nn.Module):
         self.num_classes = num_classes
         stage1 = int(arch.base_channels * arch.channel_ratio)
         channels = (stage1, stage1 * 2, stage1 * 4)
+        self.num_features = self.head_hidden_size = channels[2] + arch.embed_dim
         rates = torch.linspace(0, arch.drop_path, arch.depth).tolist()
         pool = arch.patch_size // 4
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            nn.Conv2d(arch.in_chans, 64, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm2d(64),
             nn.ReLU(),
             nn.MaxPool2d(3, stride=2, padding=1),
@@ -222,7 +255,10 @@ class DualBranchNet(nn.Module):
                 )
             )
         self.blocks = nn.ModuleList(blocks)
-        self._heads(arch, channels[2], num_classes)
+        self.conv_channels = channels[2]
+        if arch.label_decoder == "off":  # the cls token feeds the token head
+            self.token_norm = nn.LayerNorm(arch.embed_dim)
+        self._heads(num_classes)
         self._init_weights()
 
     def _first_layer(self, arch: ArchConfig, stage1: int, pool: int, rate: float) -> None:
@@ -239,20 +275,47 @@ class DualBranchNet(nn.Module):
             self.tokens1 = TokenLayer(dim, arch.num_heads, arch.attention, rate, arch.mlp_ratio)
         self.keys1 = None
         if arch.label_decoder != "off":
-            self.label_embed = nn.Parameter(torch.zeros(1, self.num_classes, dim))
+            # K label queries; a feature extractor (num_classes 0) keeps one
+            self.label_embed = nn.Parameter(torch.zeros(1, max(self.num_classes, 1), dim))
             msp = arch.label_decoder == "memsp+msp"
             self.labels1 = LabelLayer(dim, arch.num_heads, msp, arch.mlp_ratio)
             if arch.label_kv == "conv":
                 self.keys1 = ConvToKeys(stage1, dim, pool)
 
-    def _heads(self, arch: ArchConfig, channels: int, num_classes: int) -> None:
-        self.conv_head = nn.Linear(channels, num_classes)
-        if arch.label_decoder == "off":  # the cls token feeds the token head
-            self.token_norm = nn.LayerNorm(arch.embed_dim)
-            self.token_head = nn.Linear(arch.embed_dim, num_classes)
-        else:  # one weight vector and bias per class, on that class's own embedding
-            self.label_weight = nn.Parameter(torch.zeros(num_classes, arch.embed_dim))
-            self.label_bias = nn.Parameter(torch.zeros(num_classes))
+    def _heads(self, num_classes: int) -> None:
+        """The classifier heads for ``num_classes`` (0: none, the model gives its features)."""
+        dim = self.arch.embed_dim
+        linear = nn.Linear if num_classes else (lambda *_: nn.Identity())
+        self.conv_head = linear(self.conv_channels, num_classes)
+        self.token_head = self.label_head = None
+        if self.arch.label_decoder == "off":
+            self.token_head = linear(dim, num_classes)
+        elif num_classes:  # one weight vector and bias per class, on that class's own embedding
+            self.label_head = LabelHead(num_classes, dim)
+
+    # --- timm's classifier interface ------------------------------------------------------
+    def get_classifier(self) -> tuple[nn.Module, nn.Module | None]:
+        """The two heads: the CNN head and the token (or label) head."""
+        return self.conv_head, self.token_head if self.label_head is None else self.label_head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """New heads for ``num_classes`` (fresh weights, as at creation); 0 removes them, so
+        that ``model(x)`` gives the pooled features (B × ``num_features``). A label decoder's
+        queries are one per class: other ``num_classes`` start new ones (0 keeps them)."""
+        if global_pool not in (None, "", "avg"):
+            raise ValueError(f"the CNN branch pools by average only; got {global_pool!r}")
+        self.num_classes = num_classes
+        self._heads(num_classes)
+        for head in self.get_classifier():
+            if isinstance(head, nn.Linear):
+                nn.init.trunc_normal_(head.weight, std=0.02)
+                nn.init.zeros_(head.bias)
+        if self.label_head is not None:
+            nn.init.trunc_normal_(self.label_head.weight, std=0.02)
+            if self.label_embed.shape[1] != num_classes:
+                dim = self.arch.embed_dim
+                self.label_embed = nn.Parameter(torch.zeros(1, num_classes, dim))
+                nn.init.trunc_normal_(self.label_embed, std=0.02)
 
     # ---------------------------------------------------------------------------------------
     def _init_weights(self) -> None:
@@ -281,24 +344,23 @@ class DualBranchNet(nn.Module):
             nn.init.trunc_normal_(self.cls_token, std=0.02)
         if self.arch.label_decoder != "off":
             nn.init.trunc_normal_(self.label_embed, std=0.02)
-            nn.init.trunc_normal_(self.label_weight, std=0.02)
+            if self.label_head is not None:
+                nn.init.trunc_normal_(self.label_head.weight, std=0.02)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ValueError that says what is expected for a wrong input shape."""
-        multiple = max(32, self.arch.patch_size * 2)
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(
-                f"expected a batch B×3×H×W (grey replicated to 3 channels); got {tuple(x.shape)}"
-            )
+        channels = self.arch.in_chans
+        if x.ndim != 4 or x.shape[1] != channels:
+            hint = " (grey replicated to 3 channels)" if channels == 3 else ""
+            raise ValueError(f"expected a batch B×{channels}×H×W{hint}; got {tuple(x.shape)}")
         h, w = x.shape[-2:]
-        if h % multiple or w % multiple or min(h, w) < 64:
-            raise ValueError(
-                f"input size must be a multiple of {multiple} and at least 64 px; got {h}×{w}"
-            )
+        check_image_size((int(h), int(w)), self.arch.patch_size)
 
-    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Backbone outputs: ``conv`` (B×C); ``cls`` (B×D) or, with a label decoder, ``labels``
-        (B×K×D); and the last CNN map and token sequence (for Grad-CAM)."""
+    def forward_trunk(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Both branches: the last CNN map (B×C×h×w), the token sequence (B×(1+N)×D, or None
+        without tokens) and the label embeddings (B×K×D, or None without a label decoder)."""
         self.check_input(x)
         b = x.shape[0]
         base = self.stem(x)
@@ -315,26 +377,101 @@ class DualBranchNet(nn.Module):
             labels = self.labels1(self.label_embed.expand(b, -1, -1), keys)
         for block in self.blocks:
             cnn, tokens, labels = block(cnn, tokens, labels)
-        features = {
-            "conv": F.adaptive_avg_pool2d(cnn, 1).flatten(1),
-            "cnn_map": cnn,
-            "tokens": tokens,
-        }
-        if labels is None:
-            features["cls"] = self.token_norm(tokens)[:, 0]
-        else:
-            features["labels"] = labels
-        return features
+        return cnn, tokens, labels
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        features = self.forward_features(x)
-        conv_logits = self.conv_head(features["conv"])
-        if self.arch.label_decoder == "off":
-            token_logits = self.token_head(features["cls"])
-        else:
-            token_logits = (features["labels"] * self.label_weight).sum(-1) + self.label_bias
+    def _summaries(self, cnn, tokens, labels) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled CNN features (B×C) and the token side (cls B×D, or labels B×K×D)."""
+        conv = F.adaptive_avg_pool2d(cnn, 1).flatten(1)
+        return conv, (self.token_norm(tokens)[:, 0] if labels is None else labels)
+
+    def _head_logits(
+        self, conv: torch.Tensor, side: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(fused, CNN-head, token/label-head) logits from the two summaries."""
+        if self.arch.drop_rate > 0:  # a Python test: dropout of 0 leaves the numbers alone
+            conv = F.dropout(conv, self.arch.drop_rate, self.training)
+            side = F.dropout(side, self.arch.drop_rate, self.training)
+        conv_logits = self.conv_head(conv)
+        head = self.token_head if self.label_head is None else self.label_head
+        token_logits = head(side)
         if self.arch.head_fusion == "weighted":
             logits = WEIGHTED_CONV_SHARE * conv_logits + (1 - WEIGHTED_CONV_SHARE) * token_logits
         else:
             logits = conv_logits + token_logits
+        return logits, conv_logits, token_logits
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled features of both branches: B×(C+D), or with a label decoder B×K×(C+D)
+        (the CNN features beside each class's label embedding)."""
+        conv, side = self._summaries(*self.forward_trunk(x))
+        if side.ndim == 3:  # (B, C) -> (B, K, C), beside (B, K, D)
+            conv = conv[:, None].expand(-1, side.shape[1], -1)
+        return torch.cat([conv, side], dim=-1)
+
+    def forward_head(self, features: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Fused logits (B×K) from :meth:`forward_features`; ``pre_logits``: the features the
+        heads read, B×``num_features`` (a label decoder's embeddings averaged over classes)."""
+        c = self.conv_channels
+        if features.ndim == 3:  # label decoder: (B, K, C+D)
+            conv = features[:, 0, :c].contiguous()
+            side = features[:, :, c:].contiguous()
+            if pre_logits or not self.num_classes:
+                return torch.cat([conv, side.mean(1)], dim=-1)
+        else:
+            if pre_logits or not self.num_classes:
+                return features
+            conv, side = features[:, :c].contiguous(), features[:, c:].contiguous()
+        return self._head_logits(conv, side)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused logits (B×K): the papers' prediction rule before the sigmoid."""
+        return self.forward_head(self.forward_features(x))
+
+    def forward_heads(self, x: torch.Tensor) -> ModelOutput:
+        """Every head and the backbone's outputs (:class:`ModelOutput`): what the loss, the
+        faithfulness figures and the model summary read."""
+        if not self.num_classes:
+            raise ValueError("a model without classifier (num_classes 0) has no heads")
+        cnn, tokens, labels = self.forward_trunk(x)
+        conv, side = self._summaries(cnn, tokens, labels)
+        logits, conv_logits, token_logits = self._head_logits(conv, side)
+        features = {"conv": conv, "cnn_map": cnn, "tokens": tokens}
+        features["cls" if labels is None else "labels"] = side
         return ModelOutput(logits, conv_logits, token_logits, features)
+
+
+def image_size_multiple(patch_size: int) -> int:
+    """What a dual-branch input's height and width must be a multiple of: the CNN halves the
+    map five times (32) and the tokens stand at 1/patch of the input, halved once more."""
+    return max(32, patch_size * 2)
+
+
+def check_image_size(size: tuple[int, int], patch_size: int) -> None:
+    """A ValueError naming the sizes allowed, for an input size the network cannot take."""
+    multiple = image_size_multiple(patch_size)
+    h, w = size
+    if h % multiple or w % multiple or min(h, w) < 64:
+        raise ValueError(
+            f"input size must be a multiple of {multiple} and at least 64 px; got {h}×{w} "
+            f"(e.g. {max(64, round(h / multiple) * multiple)})"
+        )
+
+
+def forward_heads(model: nn.Module, x: torch.Tensor) -> ModelOutput:
+    """Every head of ``model`` on ``x``: a dual-branch model's :meth:`~DualBranchNet.forward_heads`,
+    a one-head (timm) model's logits as its only head."""
+    if hasattr(model, "forward_heads"):
+        return model.forward_heads(x)
+    return ModelOutput(model(x))
+
+
+class TrainingHeads(nn.Module):
+    """``model`` seen as ``x -> ModelOutput`` (every head): what the training loop calls, so
+    that DDP and ``torch.compile``, which wrap this module, see the call the loss needs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        return forward_heads(self.model, x)

@@ -33,22 +33,68 @@ FUSION_RULES = {
 }
 
 
+#: What a grey input (``in_chans=1``) is normalised with: the ImageNet statistics' averages.
+GREY_MEAN, GREY_STD = (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+
+
 def pretrained_cfg(
-    name: str, num_classes: int, image_size: int = 224, classes: list[str] | None = None
+    name: str,
+    num_classes: int,
+    image_size: int = 224,
+    classes: list[str] | None = None,
+    *,
+    in_chans: int = 3,
 ) -> dict[str, Any]:
-    """The configuration a model of registered ``name`` carries (``model.pretrained_cfg``)."""
+    """The configuration a model of registered ``name`` carries (``model.pretrained_cfg``, also
+    ``model.default_cfg``), in timm's keys, so that ``timm.data.resolve_model_data_config`` +
+    ``create_transform`` build the kit's input: the whole image resized (bicubic) to a
+    square -- ``crop_pct=1`` with ``crop_mode="squash"``, no centre crop -- and normalised
+    with the ImageNet statistics. ``first_conv``/``classifier`` name the model's parameters
+    (a timm baseline's as timm registers them); ``label_names`` are the classes (timm's key).
+    Beside timm's keys: ``classes`` (the same names), ``grey_to_rgb`` and ``fusion``."""
     spec = get_spec(name)
+    if spec.arch is not None:
+        head = "token_head" if spec.arch.label_decoder == "off" else "label_head"
+        own = {"first_conv": "stem.0", "classifier": ("conv_head", head), "fixed_input_size": False}
+        own["min_input_size"] = (in_chans, 64, 64)
+    else:
+        timm_cfg = timm_pretrained_cfg(spec.timm_name)
+        own = {k: timm_cfg[k] for k in ("first_conv", "classifier", "fixed_input_size")}
+        if timm_cfg.get("pool_size") and not own["fixed_input_size"]:  # CNNs: at this size
+            own["pool_size"] = tuple(image_size // 32 for _ in range(2))
+    grey = in_chans == 1
     return {
         "architecture": name,
-        "input_size": (3, image_size, image_size),
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
-        "grey_to_rgb": "replicate",  # the grey value copied to the three channels
+        "input_size": (in_chans, image_size, image_size),
+        "interpolation": "bicubic",
+        "crop_pct": 1.0,
+        "crop_mode": "squash",  # the whole image to a square, as the kit's cache resizes it
+        "mean": GREY_MEAN if grey else IMAGENET_MEAN,
+        "std": GREY_STD if grey else IMAGENET_STD,
+        "grey_to_rgb": "none (one channel)" if grey else "replicate",
         "resize": "bicubic, to a square (no crop)",
         "num_classes": num_classes,
+        **own,
+        "label_names": list(classes) if classes is not None else None,
         "classes": list(classes) if classes is not None else None,
         "fusion": FUSION_RULES[spec.arch.head_fusion if spec.arch is not None else None],
+        "license": "mit",  # the kit's code; weights trained here are the user's
     }
+
+
+def timm_pretrained_cfg(timm_name: str) -> dict[str, Any]:
+    """timm's registered configuration of ``timm_name`` (first conv, classifier, pool size)."""
+    import timm  # here: the registry imports it anyway; this keeps the dependency visible
+
+    return timm.models.get_pretrained_cfg(timm_name).to_dict()
+
+
+def attach_cfg(model: nn.Module, cfg: dict[str, Any]) -> nn.Module:
+    """Give ``model`` its configuration as timm models carry it (``pretrained_cfg`` and
+    ``default_cfg``, the same dict) and torchxrayvision's ``pathologies`` (the class names)."""
+    model.pretrained_cfg = model.default_cfg = cfg
+    model.pathologies = list(cfg["classes"] or [])
+    return model
 
 
 def model_card(
@@ -57,10 +103,11 @@ def model_card(
     size: str,
     image_size: int,
     overrides: dict,
-    classes: list[str],
+    classes: list[str] | None,
     data: dict | None = None,
     recipe: dict | None = None,
     profile: str | None = None,
+    num_classes: int | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """What a model file says about its model (plain types: loads with ``weights_only``),
@@ -74,7 +121,13 @@ def model_card(
         "size": size,
         "image_size": image_size,
         "overrides": dict(overrides),
-        "pretrained_cfg": pretrained_cfg(name, len(classes), image_size, classes),
+        "pretrained_cfg": pretrained_cfg(
+            name,
+            len(classes) if classes else num_classes,
+            image_size,
+            classes,
+            in_chans=overrides.get("in_chans", 3),
+        ),
         "data": data or {},
         "recipe": recipe or {},
         "profile": profile,
@@ -111,34 +164,93 @@ def load_model(
     num_classes: int | None = None,
     device: str | torch.device = "cpu",
     card: dict | None = None,
+    **kwargs: Any,
 ) -> nn.Module:
     """The model of a model file (a run's ``best.pt`` or :func:`save_model`'s file), in eval
     mode, with ``model.pretrained_cfg`` and ``model.card``. ``card``: the file's card when the
     file has none of its own (an earlier version's ``best.pt``; the run layer makes it).
 
     ``num_classes`` other than the file's: every weight but the classifier heads is loaded
-    (fine-tuning on other labels), and the heads start afresh."""
+    (fine-tuning on other labels), and the heads start afresh. ``kwargs`` (``in_chans=1``,
+    ``drop_path_rate``, ...) change the rebuilt model as :func:`create_model` would."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file (give a run's best.pt or a run folder)")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     card = card or read_card(checkpoint, path)
-    classes = card["pretrained_cfg"]["classes"]
-    wanted = num_classes or len(classes)
-    overrides = {**card.get("switches", {}), **card["overrides"]}  # as it was trained
+    return model_from_card(card, checkpoint["model"], path, num_classes, **kwargs).to(device)
+
+
+#: state-dict names of earlier versions -> today's (timm baselines were wrapped as ``net``;
+#: CheXNet's label head was two bare parameters)
+LEGACY_NAMES = (
+    ("net.", ""),
+    ("label_weight", "label_head.weight"),
+    ("label_bias", "label_head.bias"),
+)
+
+
+def _current_names(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in weights.items():
+        for old, new in LEGACY_NAMES:
+            if key.startswith(old):
+                key = new + key[len(old) :]
+        out[key] = value
+    return out
+
+
+def model_from_card(
+    card: dict,
+    weights: dict[str, torch.Tensor],
+    source: str | os.PathLike,
+    num_classes: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """The model a card describes, with ``weights`` (from a ``.pt`` model file or a
+    safetensors file, named by ``source`` in errors), in eval mode, carrying its
+    ``pretrained_cfg``, ``card``, ``pathologies`` and ``op_threshs``.
+
+    ``num_classes`` other than the card's: the heads start afresh; ``in_chans`` other than 3:
+    the first convolution's weights are adapted as timm adapts them (summed for grey)."""
+    classes = card["pretrained_cfg"]["classes"] or None
+    known = len(classes) if classes else card["pretrained_cfg"]["num_classes"]
+    wanted = known if num_classes is None else num_classes
+    overrides = {**card.get("switches", {}), **card["overrides"], **kwargs}  # as it was trained
     model = build_model(
         card["model"], wanted, size=card["size"], image_size=card["image_size"], **overrides
     )
-    weights = checkpoint["model"]
-    if wanted != len(classes):
-        own = model.state_dict()
-        weights = {k: v for k, v in weights.items() if own[k].shape == v.shape}
+    weights = _current_names(weights)
+    own = model.state_dict()
+    first_conv = own_cfg_first_conv(card["model"]) + ".weight"
+    if first_conv in weights and weights[first_conv].shape != own[first_conv].shape:
+        from timm.models import adapt_input_conv  # timm's rule for other input channels
+
+        weights[first_conv] = adapt_input_conv(own[first_conv].shape[1], weights[first_conv])
+    same_classes = wanted == known
+    if not same_classes:
+        weights = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
         classes = None
-    missing, unexpected = model.load_state_dict(weights, strict=wanted == len(classes or []))
+    missing, unexpected = model.load_state_dict(weights, strict=same_classes)
     if unexpected:
-        raise ModelFileError(f"{path}: weights the model does not have: {unexpected[:5]}")
-    model.pretrained_cfg = pretrained_cfg(card["model"], wanted, card["image_size"], classes)
-    model.pretrained_cfg["source"] = str(path)
+        raise ModelFileError(f"{source}: weights the model does not have: {unexpected[:5]}")
+    in_chans = overrides.get("in_chans", 3)
+    cfg = pretrained_cfg(card["model"], wanted, card["image_size"], classes, in_chans=in_chans)
+    cfg["source"] = str(source)
+    attach_cfg(model, cfg)
     model.card = card
     model.reset_heads = missing  # the heads that start afresh (other num_classes), else []
-    return model.to(device).eval()
+    points = (card.get("operating_points") or {}).get("thresholds") or {}
+    if classes and points:  # torchxrayvision's name: one operating point per class
+        # a class without one (too few positives on validation) is NaN, as torchxrayvision's
+        model.op_threshs = torch.tensor(
+            [float("nan") if points.get(c) is None else float(points[c]) for c in classes]
+        )
+    else:
+        model.op_threshs = None
+    return model.eval()
+
+
+def own_cfg_first_conv(name: str) -> str:
+    """The first convolution's name in a model of registered ``name``."""
+    return pretrained_cfg(name, 1)["first_conv"]

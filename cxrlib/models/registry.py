@@ -12,9 +12,10 @@
 (block types, relative widths and head counts; e.g. ViT-B stays twice DeiT-S's width): the
 dual-branch micro size is the reference fixture's (embed 48, 4 heads, depth 6, channel ratio
 0.25); the CNN baselines keep one block per stage at a quarter of their widths. All models
-take the grey X-ray replicated to 3 channels and return a
-:class:`~cxrlib.models.dual_branch.ModelOutput`. Model files and ``create_model`` (as timm's)
-are :mod:`cxrlib.models.files` and :mod:`cxrlib.models.factory`.
+take the grey X-ray replicated to 3 channels (``in_chans=1``: grey as it is) and return the
+fused logits, as timm models do (every head: :func:`~cxrlib.models.dual_branch.forward_heads`).
+Model files and ``create_model`` (as timm's) are :mod:`cxrlib.models.files` and
+:mod:`cxrlib.models.factory`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from torch import nn
 
 from cxrlib.core.config import ConfigError
 from cxrlib.core.workspace import Workspace
-from cxrlib.models.dual_branch import SWITCHES, ArchConfig, DualBranchNet, ModelOutput
+from cxrlib.models.dual_branch import SWITCHES, ArchConfig, DualBranchNet, check_image_size
 from cxrlib.models.imagenet import conformer_checkpoint, init_from_conformer
 
 SIZES = ("paper", "micro")
@@ -244,33 +245,41 @@ def _byob_stages(timm_name: str, stages: tuple[tuple[int, int], ...], stem: int)
     return replace(base, blocks=blocks, stem_chs=stem)
 
 
-class TimmClassifier(nn.Module):
-    """A timm model behind the common :class:`ModelOutput` contract (from scratch unless
-    ``pretrained``: timm's ImageNet weights). ``byob_stages``/``byob_stem``: a ByobNet (RepVGG)
-    of other stage sizes (micro)."""
+def _timm_model(timm_name: str, num_classes: int, pretrained: bool = False, **kwargs) -> nn.Module:
+    """The timm model itself (from scratch unless ``pretrained``: timm's ImageNet weights);
+    ``byob_stages``/``byob_stem``: a ByobNet (RepVGG) of other stage sizes (micro)."""
+    if "byob_stages" in kwargs:
+        cfg = _byob_stages(timm_name, kwargs.pop("byob_stages"), kwargs.pop("byob_stem"))
+        model = byobnet.ByobNet(cfg, num_classes=num_classes, **kwargs)
+        model.pretrained_cfg = timm.models.get_pretrained_cfg(timm_name).to_dict()
+        return model
+    try:
+        return timm.create_model(
+            timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs
+        )
+    except OSError as error:  # no internet, or the hub refused
+        raise OSError(
+            f"timm could not fetch the ImageNet weights of {timm_name} ({error}); they "
+            f"are downloaded once (needs internet) into the Hugging Face cache"
+        ) from error
 
-    def __init__(self, timm_name: str, num_classes: int, pretrained: bool = False, **kwargs):
-        super().__init__()
-        self.timm_name = timm_name
-        self.num_classes = num_classes
-        if "byob_stages" in kwargs:
-            cfg = _byob_stages(timm_name, kwargs.pop("byob_stages"), kwargs.pop("byob_stem"))
-            self.net = byobnet.ByobNet(cfg, num_classes=num_classes, **kwargs)
-            return
-        try:
-            self.net = timm.create_model(
-                timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs
-            )
-        except OSError as error:  # no internet, or the hub refused
-            raise OSError(
-                f"timm could not fetch the ImageNet weights of {timm_name} ({error}); they "
-                f"are downloaded once (needs internet) into the Hugging Face cache"
-            ) from error
 
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a batch B×3×H×W; got {tuple(x.shape)}")
-        return ModelOutput(self.net(x))
+#: timm's keyword names for what ArchConfig calls otherwise (``timm.create_model`` passes them)
+TIMM_KWARGS = {"drop_path_rate": "drop_path", "drop_rate": "drop_rate", "in_chans": "in_chans"}
+
+
+def _arch_overrides(name: str, overrides: dict) -> dict:
+    """``overrides`` as ArchConfig fields (timm's names translated), or a TypeError naming
+    what a dual-branch model accepts."""
+    fields = set(ArchConfig.__dataclass_fields__)
+    out = {TIMM_KWARGS.get(k, k): v for k, v in overrides.items()}
+    unknown = sorted(k for k in out if k not in fields)
+    if unknown:
+        raise TypeError(
+            f"{name} got unexpected keyword arguments {', '.join(unknown)}; it takes "
+            f"{', '.join(sorted(fields | set(TIMM_KWARGS)))}"
+        )
+    return out
 
 
 def list_models(family: str | None = None) -> list[str]:
@@ -351,7 +360,9 @@ def build_model(
         raise ValueError(f"size must be one of {', '.join(SIZES)}; got {size!r}")
     report = None
     if spec.arch is not None:
-        arch = replace(spec.arch, **(DUAL_MICRO if size == "micro" else {}), **overrides)
+        sized = {**(DUAL_MICRO if size == "micro" else {}), **_arch_overrides(name, overrides)}
+        arch = replace(spec.arch, **sized)
+        check_image_size((image_size, image_size), arch.patch_size)  # at creation, not later
         model = DualBranchNet(num_classes, arch)
         if imagenet:  # the public ImageNet Conformer-Ti (models/imagenet.py)
             if workspace is None:
@@ -363,8 +374,6 @@ def build_model(
         kwargs = dict(spec.micro_kwargs) if size == "micro" else {}
         if spec.takes_image_size:
             kwargs["img_size"] = image_size
-        model = TimmClassifier(
-            spec.timm_name, num_classes, pretrained=imagenet, **kwargs, **overrides
-        )
+        model = _timm_model(spec.timm_name, num_classes, pretrained=imagenet, **kwargs, **overrides)
     model.pretrained_report = report  # dual-branch from ImageNet: what loaded, what is random
     return model

@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cxrlib.models.blocks import as_published
-from cxrlib.models.dual_branch import SWITCHES
+from cxrlib.models.dual_branch import SWITCHES, forward_heads
 from cxrlib.models.factory import create_model
 from cxrlib.models.registry import ablations, get_spec
 
@@ -24,7 +24,7 @@ ABLATIONS: dict[str, tuple[str, str]] = ablations()
 MODULE_GROUPS = (
     (
         "label decoder",
-        r"^(label_embed|label_weight|label_bias|labels1\.|keys1\.)|\.(label_layer|label_keys)\.",
+        r"^(label_embed|label_head\.|labels1\.|keys1\.)|\.(label_layer|label_keys)\.",
     ),
     ("token head", r"^(token_head|token_norm)\."),
     ("conv head", r"^conv_head\."),
@@ -70,9 +70,9 @@ def model_summary(
     rows = []
     for name in names:
         spec = get_spec(name)
-        model = create_model(name, num_classes, size=size, image_size=image_size)
+        model = create_model(name, num_classes=num_classes, size=size, image_size=image_size)
         with torch.no_grad():
-            out = model.eval()(torch.zeros(2, 3, image_size, image_size))
+            out = forward_heads(model.eval(), torch.zeros(2, 3, image_size, image_size))
         if spec.timm_name:
             definition = f"timm {spec.timm_name}"
         else:
@@ -129,8 +129,8 @@ def ablation_differences(num_classes: int = 14, size: str = "paper") -> pd.DataF
     """
     rows = []
     for variant, (full, switch) in ABLATIONS.items():
-        a = parameters_by_group(create_model(variant, num_classes, size=size))
-        b = parameters_by_group(create_model(full, num_classes, size=size))
+        a = parameters_by_group(create_model(variant, num_classes=num_classes, size=size))
+        b = parameters_by_group(create_model(full, num_classes=num_classes, size=size))
         diff = {g: a[g] - b[g] for g, _ in MODULE_GROUPS}
         allowed = {
             "attention": {"token layers"},

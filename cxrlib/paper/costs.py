@@ -96,7 +96,7 @@ def executed_gflops(model: str, tables: Path | None = None) -> float:
         column = "GFLOPs @224 executed" if "GFLOPs @224 executed" in frame else "GFLOPs @224"
         if model in frame.index:
             return float(frame.loc[model, column])
-    return forward_gflops(create_model(model, 14, "paper", 224), 224)
+    return forward_gflops(create_model(model, num_classes=14, size="paper", image_size=224), 224)
 
 
 def epoch_images(dataset: str) -> tuple[int, int, str]:

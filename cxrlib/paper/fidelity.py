@@ -67,7 +67,7 @@ def fixture_differences(fixture: dict) -> pd.DataFrame:
     term, and in all) and the BatchNorm statistics after one train-mode forward."""
     model = reference_model(fixture).eval()
     with torch.no_grad():
-        out = model(fixture["input"])
+        out = model.forward_heads(fixture["input"])
     heads = out.heads()
     terms = torch.stack([asl_focal_terms(h, fixture["target"]) for h in heads])
     rows = [

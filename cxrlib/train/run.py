@@ -23,6 +23,7 @@ from cxrlib.core.config import Config
 from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.loader import make_loader
 from cxrlib.data.prepare import PreparedDataset, prepare_dataset
+from cxrlib.models.dual_branch import TrainingHeads
 from cxrlib.models.registry import check_model
 from cxrlib.train.checkpoints import CheckpointSaver
 from cxrlib.train.finish import evaluate_test
@@ -196,7 +197,7 @@ def start(
         data=data,
         runtime=runtime,
         model=model,
-        trainable=model,
+        trainable=TrainingHeads(model),  # every head: the loss needs them
         optimizer=optimizer,
         scaler=build_scaler(runtime),
         loader=loader,
@@ -213,7 +214,7 @@ def start(
     )
     if runtime.distributed:
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        trainer.ddp = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        trainer.ddp = nn.parallel.DistributedDataParallel(trainer.trainable, device_ids=ids)
         trainer.trainable = trainer.ddp
     if config.train.compile:  # DDP inside the compiled module: its buckets split the graph
         trainer.trainable = torch.compile(trainer.trainable)

@@ -28,6 +28,7 @@ from torch import nn
 
 from cxrlib.core.config import Config, ConfigError
 from cxrlib.data.loader import make_loader, to_model_input
+from cxrlib.models.dual_branch import forward_heads
 from cxrlib.train.losses import training_loss
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -227,7 +228,7 @@ def memory_probe(model: nn.Module, config: Config, runtime: Runtime, classes: in
         y = torch.zeros(micro, classes, device=runtime.device)
         try:
             with runtime.autocast():
-                output = probe(x)
+                output = forward_heads(probe, x)
             training_loss(output, y, config.train.loss_heads).backward()
             return torch.cuda.max_memory_allocated(runtime.device) + optimizer_bytes
         finally:
@@ -262,5 +263,5 @@ def predict(
     for x, _ in loader:
         x = to_model_input(x, runtime.device, runtime.channels_last)
         with runtime.autocast():
-            out.append(model(x).probabilities().float())
+            out.append(torch.sigmoid(model(x).float()))
     return torch.cat(out).cpu().numpy() if out else np.zeros((0, 0))

@@ -77,7 +77,9 @@ def test_dicom_decodes_as_the_png(xray_png, tmp_path):
 def phantom_model(tmp_path):
     torch.manual_seed(0)
     classes = ["ETT - Abnormal", "ETT - Normal", "NGT - Normal"]
-    model = create_model("ctranscnn_tiny", 3, size="micro", image_size=64, drop_path=0.0)
+    model = create_model(
+        "ctranscnn_tiny", num_classes=3, size="micro", image_size=64, drop_path=0.0
+    )
     thresholds = dict(zip(classes, [0.3, 0.5, None], strict=True))
     card = model_card(
         name="ctranscnn_tiny", size="micro", image_size=64, overrides={"drop_path": 0.0},
@@ -110,7 +112,11 @@ def test_predict_json_decisions_warnings_and_cams(phantom_model, xray_png, tmp_p
             assert p["positive"] == (p["probability"] >= p["threshold"])
     files = sorted(cams.glob("xray_cam_*.png"))
     assert len(files) == 3  # its top three classes
-    assert all(Image.open(f).size == Image.open(xray_png).size for f in files)
+    width, height = Image.open(xray_png).size
+    for f in files:  # the X-ray at its own width above a caption band (class, p, colour bar)
+        assert Image.open(f).size[0] == width and Image.open(f).size[1] > height
+    band = np.asarray(Image.open(files[0]).convert("RGB"))[height:]
+    assert (band < 128).any() and (band > 200).any()  # text and colour bar on white
 
     assert main(argv) == 0  # CSV: probabilities; the warnings go to stderr
     out, err = capsys.readouterr()

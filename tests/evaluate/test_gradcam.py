@@ -16,6 +16,7 @@ from cxrlib.evaluate.gradcam import (
     thresholded_iou,
 )
 from cxrlib.models import create_model
+from cxrlib.models.dual_branch import forward_heads
 
 
 @pytest.mark.parametrize(
@@ -31,7 +32,7 @@ from cxrlib.models import create_model
 )
 def test_map_shape_equals_input(name, branch):
     torch.manual_seed(0)
-    model = create_model(name, 4, size="micro", image_size=64)
+    model = create_model(name, num_classes=4, size="micro", image_size=64)
     cams = gradcam_maps(model, torch.randn(3, 3, 64, 64), [0, 1, 2], branch)
     assert cams.shape == (3, 64, 64)
     assert np.isfinite(cams).all() and cams.min() >= 0
@@ -39,7 +40,7 @@ def test_map_shape_equals_input(name, branch):
 
 def test_each_image_gets_its_own_target():
     torch.manual_seed(0)
-    model = create_model("resnet50", 4, size="micro", image_size=64)
+    model = create_model("resnet50", num_classes=4, size="micro", image_size=64)
     x = torch.randn(2, 3, 64, 64)
     batch = gradcam_maps(model, x, [0, 3], "cnn")
     alone = [gradcam_maps(model, x[i : i + 1], [k], "cnn")[0] for i, k in ((0, 0), (1, 3))]
@@ -93,18 +94,20 @@ def test_cams_of_a_model_trained_on_a_localised_cue_point_at_it():
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     x, y, _ = _cue_images(rng, 256)
-    model = create_model("ctranscnn_tiny", 2, size="micro", image_size=64)
+    model = create_model("ctranscnn_tiny", num_classes=2, size="micro", image_size=64)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     model.train()
     for _epoch in range(10):
         for batch in torch.randperm(len(x)).split(32):
-            loss = multi_head_loss(model(x[batch]).heads(), torch.from_numpy(y[batch]))
+            loss = multi_head_loss(
+                forward_heads(model, x[batch]).heads(), torch.from_numpy(y[batch])
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     test_x, test_y, masks = _cue_images(np.random.default_rng(1), 40)
     with torch.no_grad():
-        scores = model.eval()(test_x).probabilities()[:, 0].numpy()
+        scores = torch.sigmoid(model.eval()(test_x))[:, 0].numpy()
     assert roc_auc_score(test_y[:, 0], scores) >= 0.9, "the cue was not learned"
     disc = np.flatnonzero(test_y[:, 0] == 1)
     cams = gradcam_maps(model, test_x[disc], [0] * len(disc), "cnn")

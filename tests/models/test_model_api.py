@@ -30,17 +30,18 @@ def test_every_model_carries_its_configuration(name):
     assert cfg["architecture"] == name and cfg["num_classes"] == 3
     assert cfg["input_size"] == (3, 64, 64) and cfg["grey_to_rgb"] == "replicate"
     assert len(cfg["mean"]) == len(cfg["std"]) == 3 and cfg["fusion"].startswith("sigmoid(")
-    assert model(torch.zeros(1, 3, 64, 64)).logits.shape == (1, 3)
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
 
 
 def test_pretrained_values_are_checked(monkeypatch, tmp_path):
     from cxrlib.models.imagenet import PretrainedWeightsError
 
-    with pytest.raises(ValueError, match="ambiguous"):
-        create_model("resnet50", pretrained=True)
+    with pytest.raises(TypeError, match="num_classes=3"):  # timm's order: pretrained second
+        create_model("resnet50", 3)
     monkeypatch.setenv("CXRLIB_CONFORMER_IMAGENET", str(tmp_path / "missing.pth"))
-    with pytest.raises(PretrainedWeightsError, match=r"missing\.pth, which does not exist"):
-        create_model("ctranscnn_tiny", pretrained="imagenet")
+    for imagenet in ("imagenet", True):  # True: ImageNet weights, as timm's pretrained=True
+        with pytest.raises(PretrainedWeightsError, match=r"missing\.pth, which does not exist"):
+            create_model("ctranscnn_tiny", pretrained=imagenet)
     with pytest.raises(ModelFileError, match="no such model file"):
         create_model("ctranscnn_tiny", pretrained="/nonexistent/best.pt")
 
@@ -48,7 +49,7 @@ def test_pretrained_values_are_checked(monkeypatch, tmp_path):
 def _saved(tmp_path, name="ctranscnn_tiny", classes=("A", "B", "C")):
     torch.manual_seed(0)
     overrides = {"drop_path": 0.0} if get_spec(name).arch else {}
-    model = create_model(name, len(classes), size="micro", image_size=64, **overrides)
+    model = create_model(name, num_classes=len(classes), size="micro", image_size=64, **overrides)
     card = model_card(
         name=name, size="micro", image_size=64, overrides=overrides,
         classes=list(classes), data={"dataset": "cxr11", "source": "phantom"},
@@ -62,11 +63,11 @@ def test_model_file_round_trip_and_other_num_classes(tmp_path):
     loaded = cxrlib.load_model(path)
     assert not loaded.training and loaded.pretrained_cfg["classes"] == ["A", "B", "C"]
     assert loaded.card["data"]["source"] == "phantom"
-    assert torch.equal(loaded(x).logits, model(x).logits)
+    assert torch.equal(loaded(x), model(x))
     again = create_model("ctranscnn_tiny", pretrained=path)  # timm style, from the file
-    assert torch.equal(again.eval()(x).logits, model(x).logits)
+    assert torch.equal(again.eval()(x), model(x))
     five = load_model(path, num_classes=5)  # fine-tuning on other labels: heads afresh
-    assert five(x).logits.shape == (2, 5) and five.reset_heads
+    assert five(x).shape == (2, 5) and five.reset_heads
     assert all(k.startswith(("conv_head", "token_head")) for k in five.reset_heads)
     assert torch.equal(five.state_dict()["stem.0.weight"], model.state_dict()["stem.0.weight"])
     with pytest.raises(ModelFileError, match="not a 'resnet50'"):
@@ -96,7 +97,7 @@ def test_a_finished_runs_best_pt_loads_on_its_own(isolated_outputs, tmp_path):
     assert set(points["thresholds"]) == set(card["pretrained_cfg"]["classes"])
     reference = load_run_model(result.folder)[0]
     x = torch.randn(2, 3, 64, 64)
-    assert torch.equal(model(x).logits, reference(x).logits)
+    assert torch.equal(model(x), reference(x))
 
     # a best.pt of an earlier version (no card): loads from its run folder, not alone
     state = torch.load(result.folder / "best.pt", weights_only=True)
@@ -105,7 +106,7 @@ def test_a_finished_runs_best_pt_loads_on_its_own(isolated_outputs, tmp_path):
     torch.save(state, alone)
     legacy = cxrlib.load_model(result.folder)
     assert legacy.pretrained_cfg["classes"] == result.metrics["classes"]
-    assert torch.equal(legacy(x).logits, reference(x).logits)
+    assert torch.equal(legacy(x), reference(x))
     with pytest.raises(ModelFileError, match=r"metrics\.json"):
         cxrlib.load_model(alone)
 
@@ -129,7 +130,7 @@ def test_exports_agree_with_pytorch_on_a_real_xray(name, tmp_path, shared_dir):
     model, path = _saved(tmp_path, name)
     x = _real_xray_batch(shared_dir, 64)
     with torch.no_grad():
-        expected = model(x).probabilities().numpy()
+        expected = torch.sigmoid(model(x)).numpy()
 
     scripted = torch.jit.load(export_model(path, "torchscript"))
     for batch in (1, 3):  # the batch is free
@@ -145,6 +146,23 @@ def test_exports_agree_with_pytorch_on_a_real_xray(name, tmp_path, shared_dir):
     sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
     assert sidecar["pretrained_cfg"]["classes"] == ["A", "B", "C"]
 
+    # other image sizes: ONNX takes any multiple of 32 (the model has no absolute position
+    # embedding); TorchScript refuses a size the model cannot take, with a sentence
+    bigger = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        expected = torch.sigmoid(model(bigger)).numpy()
+    (got,) = session.run(None, {"images": bigger.numpy()})
+    assert np.abs(got - expected).max() < 1e-4
+    with torch.no_grad():
+        assert np.abs(scripted(bigger).numpy() - expected).max() < 1e-4
+    with pytest.raises(Exception, match="multiples of 32"):
+        scripted(torch.randn(1, 3, 48, 48))
+
+    weights = export_model(path, "safetensors", tmp_path / "hub")
+    assert weights.name == "model.safetensors"
+    with torch.no_grad():
+        assert torch.equal(cxrlib.from_pretrained(weights.parent)(x), model(x))
+
 
 @pytest.mark.parametrize("name", ["conformer_tiny", "ctranscnn_tiny", "chexnet_tiny"])
 def test_imagenet_init_from_an_mmpretrain_conformer_file(name, tmp_path, monkeypatch):
@@ -152,7 +170,7 @@ def test_imagenet_init_from_an_mmpretrain_conformer_file(name, tmp_path, monkeyp
     path = tmp_path / "conformer-tiny.pth"
     torch.save(checkpoint, path)
     monkeypatch.setenv("CXRLIB_CONFORMER_IMAGENET", str(path))  # offline: a local copy
-    model = create_model(name, 14, pretrained="imagenet")
+    model = create_model(name, num_classes=14, pretrained="imagenet")
     report = model.pretrained_report
     backbone = [k for k in checkpoint["state_dict"] if not k.startswith("head.")]
     own = model.state_dict()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cxrlib.models import ArchConfig, create_model, list_models, predict_proba
+from cxrlib.models.dual_branch import TrainingHeads, forward_heads
 from cxrlib.models.summary import ABLATIONS, ablation_differences, parameter_name_diff
 
 MICRO = {"size": "micro", "image_size": 64}
@@ -22,10 +23,10 @@ def _unzero_residual_bns(model):
 @pytest.mark.parametrize("name", list_models())
 def test_forward_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
-    model = create_model(name, 5, **MICRO)
+    model = create_model(name, num_classes=5, **MICRO)
     _unzero_residual_bns(model)
     model.eval()  # no stochastic depth: a dropped branch would hide a missing gradient
-    out = model(torch.randn(2, 3, 64, 64))
+    out = forward_heads(model, torch.randn(2, 3, 64, 64))
     assert out.logits.shape == (2, 5)
     for head in out.heads():
         assert head.shape == (2, 5) and torch.isfinite(head).all()
@@ -38,22 +39,22 @@ def test_forward_backward_reaches_every_parameter(name):
 
 
 def test_output_contract_and_probabilities():
-    model = create_model("ctranscnn_tiny", 3, **MICRO)
+    model = create_model("ctranscnn_tiny", num_classes=3, **MICRO)
     x = torch.randn(2, 3, 64, 64)
     model.eval()
-    out = model(x)
+    out = forward_heads(model, x)
     assert torch.allclose(out.logits, 0.9 * out.conv_logits + 0.1 * out.token_logits)
     assert torch.allclose(predict_proba(model, x), torch.sigmoid(out.logits))
-    chexnet = create_model("chexnet_tiny", 3, **MICRO).eval()
-    out = chexnet(x)
+    chexnet = create_model("chexnet_tiny", num_classes=3, **MICRO).eval()
+    out = forward_heads(chexnet, x)
     assert torch.allclose(out.logits, out.conv_logits + out.token_logits)
     assert out.features["labels"].shape == (2, 3, 48)
-    single = create_model("resnet50", 3, **MICRO).eval()(x)
+    single = forward_heads(create_model("resnet50", num_classes=3, **MICRO).eval(), x)
     assert single.conv_logits is None and len(single.heads()) == 1
 
 
 def _names_removed(variant, full):
-    a, b = create_model(variant, 5, **MICRO), create_model(full, 5, **MICRO)
+    a, b = create_model(variant, num_classes=5, **MICRO), create_model(full, num_classes=5, **MICRO)
     only_variant, only_full, changed = parameter_name_diff(a, b)
     assert not changed, f"shapes changed: {sorted(changed)[:5]}"
     return only_variant, only_full
@@ -70,7 +71,7 @@ def test_removing_mmaef_removes_exactly_the_second_attention():
     assert not added and removed
     assert all(".attn2." in n or ".norm2." in n for n in removed)
     # and the remaining attention switches from sigmoid-softmax to softmax
-    model = create_model("ctranscnn_tiny-no_mmaef", 5, **MICRO)
+    model = create_model("ctranscnn_tiny-no_mmaef", num_classes=5, **MICRO)
     assert not model.blocks[0].token_layer.attn.sigmoid_logits
 
 
@@ -101,16 +102,18 @@ def test_same_seed_same_output():
     outputs = []
     for _ in range(2):
         torch.manual_seed(123)
-        outputs.append(create_model("chexnet_tiny", 4, **MICRO).eval()(x).logits)
+        outputs.append(create_model("chexnet_tiny", num_classes=4, **MICRO).eval()(x))
     assert torch.equal(outputs[0], outputs[1])
     torch.manual_seed(124)
-    assert not torch.equal(outputs[0], create_model("chexnet_tiny", 4, **MICRO).eval()(x).logits)
+    assert not torch.equal(
+        outputs[0], create_model("chexnet_tiny", num_classes=4, **MICRO).eval()(x)
+    )
 
 
 @pytest.mark.parametrize("size", [64, 96, 128])
 def test_input_sizes_multiple_of_32(size):
-    model = create_model("ctranscnn_tiny", 2, **MICRO).eval()
-    assert model(torch.randn(1, 3, size, size)).logits.shape == (1, 2)
+    model = create_model("ctranscnn_tiny", num_classes=2, **MICRO).eval()
+    assert model(torch.randn(1, 3, size, size)).shape == (1, 2)
 
 
 @pytest.mark.parametrize(
@@ -123,18 +126,18 @@ def test_input_sizes_multiple_of_32(size):
     ],
 )
 def test_wrong_input_shape_says_what_is_expected(shape, message):
-    model = create_model("ctranscnn_tiny", 2, **MICRO)
+    model = create_model("ctranscnn_tiny", num_classes=2, **MICRO)
     with pytest.raises(ValueError, match=message):
         model(torch.randn(*shape))
 
 
 def test_registry_and_switch_validation():
     with pytest.raises(KeyError, match="unknown model 'ctranscnn'"):
-        create_model("ctranscnn", 2)
+        create_model("ctranscnn", num_classes=2)
     with pytest.raises(ValueError, match="coupling must be one of none, fcu, iim"):
         ArchConfig(coupling="cross")
     with pytest.raises(ValueError, match="size must be one of"):
-        create_model("resnet50", 2, size="huge")
+        create_model("resnet50", num_classes=2, size="huge")
     required = {
         "ctranscnn_tiny",
         "chexnet_tiny",
@@ -160,13 +163,13 @@ def test_faster_cnn_to_tokens_order_is_the_published_function(name):
     from cxrlib.models.blocks import as_published
 
     torch.manual_seed(0)
-    model = create_model(name, 5, drop_path=0.0, **MICRO).double()
+    model = create_model(name, num_classes=5, drop_path=0.0, **MICRO).double()
     _unzero_residual_bns(model)
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
 
     def outputs_and_grads():
         model.zero_grad()
-        out = model(x)
+        out = forward_heads(model, x)
         sum(h.square().mean() for h in out.heads()).backward()
         return out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
@@ -183,7 +186,7 @@ def test_faster_cnn_to_tokens_order_is_the_published_function(name):
 def test_published_and_executed_flops_are_both_counted():
     from cxrlib.models.summary import forward_gflops
 
-    model = create_model("ctranscnn_tiny", 14)
+    model = create_model("ctranscnn_tiny", num_classes=14)
     published = forward_gflops(model, published=True)
     executed = forward_gflops(model)
     assert published == pytest.approx(22.43, abs=0.01)  # the authors' model, as measured
@@ -209,13 +212,14 @@ def test_compiles_without_graph_breaks(name):
     """torch.compile captures every model whole (forward in train and eval mode): a graph
     break fails here. The eager backend traces as inductor would, without generating code."""
     torch._dynamo.reset()
-    model = create_model(name, 5, **MICRO)
-    compiled = torch.compile(model, fullgraph=True, backend="eager")
-    out = compiled(torch.randn(2, 3, 64, 64))
+    model = create_model(name, num_classes=5, **MICRO)
+    heads = torch.compile(TrainingHeads(model), fullgraph=True, backend="eager")  # training
+    out = heads(torch.randn(2, 3, 64, 64))
     sum(h.square().mean() for h in out.heads()).backward()
     model.eval()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")  # prediction
     with torch.no_grad():
-        assert torch.isfinite(compiled(torch.randn(2, 3, 64, 64)).logits).all()
+        assert torch.isfinite(compiled(torch.randn(2, 3, 64, 64))).all()
 
 
 def test_exportable_adaptive_max_pooling_equals_the_librarys():
@@ -246,7 +250,7 @@ def test_each_models_up_sampling_is_its_source_code_s():
         "chexnet_tiny": "bilinear",
     }
     assert {name: get_spec(name).arch.upsample for name in expected} == expected
-    coupling = create_model("conformer_tiny", 5, size="micro").blocks[0].t2c
+    coupling = create_model("conformer_tiny", num_classes=5, size="micro").blocks[0].t2c
     tokens = torch.randn(2, 1 + 4, coupling.project.in_channels)  # cls + a 2×2 grid
     nearest = coupling(tokens, size=(8, 8), grid=(2, 2))
     assert torch.equal(nearest[..., :4, :4], nearest[..., :4, :4][..., :1, :1].expand(-1, -1, 4, 4))
@@ -265,17 +269,17 @@ def test_both_readings_of_chexnet_m1_are_models_of_their_own():
         arch = get_spec(f"{name}-replace").arch
         assert (arch.token_stream, arch.label_kv) == ("off", "conv")
         assert get_spec(name).arch.token_stream == "on"
-    beside = create_model("chexnet_m1", 11)
-    replace = create_model("chexnet_m1-replace", 11)
+    beside = create_model("chexnet_m1", num_classes=11)
+    replace = create_model("chexnet_m1-replace", num_classes=11)
     assert not any(
         ".token_layer." in n or n.startswith("tokens1.") for n, _ in replace.named_parameters()
     )
     assert any(".label_keys." in n for n, _ in replace.named_parameters())
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(beside) > count(replace) > count(create_model("chexnet_baseline", 11))
+    assert count(beside) > count(replace) > count(create_model("chexnet_baseline", num_classes=11))
     x = torch.randn(2, 3, 64, 64)
-    micro = create_model("chexnet_m1-replace", 11, size="micro", image_size=64)
-    assert micro(x).logits.shape == (2, 11)
+    micro = create_model("chexnet_m1-replace", num_classes=11, size="micro", image_size=64)
+    assert micro(x).shape == (2, 11)
     with pytest.raises(ValueError, match="needs a label decoder"):
         from dataclasses import replace as with_
 
@@ -304,10 +308,10 @@ def test_a_flex_kernel_that_fails_in_backward_falls_back_once_and_training_goes_
     monkeypatch.setattr(
         attention, "_FLEX", {"kernel": None, "checked": set(), "failed": None, "ran": False}
     )
-    model = create_model("ctranscnn_tiny", 5, size="micro", image_size=64)
+    model = create_model("ctranscnn_tiny", num_classes=5, size="micro", image_size=64)
     x = torch.randn(2, 3, 64, 64)
     with pytest.warns(RuntimeWarning, match="hand-written attention for the rest"):
-        loss = model(x).logits.sum()
+        loss = model(x).sum()
     loss.backward()  # the probe failed, not the run: the step's own backward is hand-written
     assert attention.attention_path().startswith(
         "hand-written (flex_attention failed: RuntimeError"
@@ -316,17 +320,19 @@ def test_a_flex_kernel_that_fails_in_backward_falls_back_once_and_training_goes_
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no second warning
-        model(x).logits.sum().backward()
+        model(x).sum().backward()
 
 
 def test_micro_baselines_are_distinct_networks_that_keep_their_relative_sizes():
     """The smoke profile's micro baselines must not collapse into one network (DeiT-S and ViT-B
     once reported identical numbers): every one differs, and ViT-B stays twice DeiT-S's width
     with twice its heads, at the same depth (issue #22, item 8)."""
-    micro = {n: create_model(n, 11, size="micro", image_size=64) for n in list_models("timm")}
+    micro = {
+        n: create_model(n, num_classes=11, size="micro", image_size=64) for n in list_models("timm")
+    }
     counts = {n: sum(p.numel() for p in m.parameters()) for n, m in micro.items()}
     assert len(set(counts.values())) == len(counts), counts
-    vit, deit = micro["vit_base_patch16_224"].net, micro["deit_small_patch16_224"].net
+    vit, deit = micro["vit_base_patch16_224"], micro["deit_small_patch16_224"]
     assert vit.embed_dim == 2 * deit.embed_dim
     assert len(vit.blocks) == len(deit.blocks)
     assert vit.blocks[0].attn.num_heads == 2 * deit.blocks[0].attn.num_heads

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from cxrlib.models import convert_reference_checkpoint, create_model, reference_model
+from cxrlib.models.dual_branch import forward_heads
 from cxrlib.paper.fidelity import statistics_after_train_forward
 from cxrlib.train.losses import asl_focal_terms, multi_head_loss
 
@@ -32,7 +33,7 @@ def _close(a, b):
 def test_eval_outputs_match_reference(model, fixture):
     model.eval()
     with torch.no_grad():
-        out = model(fixture["input"])
+        out = forward_heads(model, fixture["input"])
     _close(out.features["conv"], fixture["conv_features"])
     _close(out.features["cls"], fixture["cls_token_features"])
     _close(out.conv_logits, fixture["conv_logits"])
@@ -43,7 +44,7 @@ def test_eval_outputs_match_reference(model, fixture):
 def test_loss_matches_reference(model, fixture):
     model.eval()
     with torch.no_grad():
-        heads = model(fixture["input"]).heads()
+        heads = forward_heads(model, fixture["input"]).heads()
     terms = torch.stack([asl_focal_terms(h, fixture["target"]) for h in heads])
     _close(terms, fixture["loss_asl_focal_per_head"])
     _close(multi_head_loss(heads, fixture["target"]), fixture["loss"])
@@ -75,11 +76,11 @@ def _count(module):
 
 def test_paper_size_parameter_counts():
     """models.md 2.5, measured on the authors' code."""
-    model = create_model("ctranscnn_tiny", 14)
+    model = create_model("ctranscnn_tiny", num_classes=14)
     heads = _count(model.conv_head) + _count(model.token_head)
     assert _count(model) - heads == 33_985_392
     assert heads == 8_988
-    small = create_model("ctranscnn_tiny", 11)
+    small = create_model("ctranscnn_tiny", num_classes=11)
     assert _count(small.conv_head) + _count(small.token_head) == 7_062
     assert (
         _count(model.stem),

@@ -47,7 +47,7 @@ def test_learning_rate_schedule_values():
 
 
 def test_no_weight_decay_on_norms_biases_cls_token_and_label_embeddings():
-    model = create_model("chexnet_tiny", 5, size="micro")
+    model = create_model("chexnet_tiny", num_classes=5, size="micro")
     decayed, free = parameter_groups(model, 0.05)
     assert decayed["weight_decay"] == 0.05 and free["weight_decay"] == 0.0
     names = {id(p): n for n, p in model.named_parameters()}
@@ -149,7 +149,7 @@ def _untrained_val_auc(config):
 
     data = prepare_dataset(config, "cxr14", progress=False)
     torch.manual_seed(config.train.seed)
-    model = create_model(config.model.model, 14, size="micro")
+    model = create_model(config.model.model, num_classes=14, size="micro")
     scores = predict(model, data.cache.pixels, data.cache_rows("val"), cpu_runtime())
     return evaluate(data.labels("val"), scores)["mean_auc"]
 
@@ -217,13 +217,13 @@ def test_a_step_with_non_finite_gradients_is_skipped_on_the_device():
 
     def setup():
         torch.manual_seed(0)
-        model = create_model("ctranscnn_tiny", 5, size="micro", drop_path=0.0)
+        model = create_model("ctranscnn_tiny", num_classes=5, size="micro", drop_path=0.0)
         return model, build_optimizer(model, config), build_scaler(runtime)
 
     model, optimizer, scaler = setup()
     assert optimizer.defaults["fused"]
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    loss = model(x).logits.sum() * float("nan")
+    loss = model(x).sum() * float("nan")
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
@@ -233,9 +233,9 @@ def test_a_step_with_non_finite_gradients_is_skipped_on_the_device():
 
     model, optimizer, scaler = setup()  # a finite step: same as AdamW without any scaler
     plain, plain_optimizer, _ = setup()
-    scaler.scale(model(x).logits.sum()).backward()
+    scaler.scale(model(x).sum()).backward()
     scaler.step(optimizer)
-    plain(x).logits.sum().backward()
+    plain(x).sum().backward()
     plain_optimizer.step()
     new, reference = model.state_dict(), plain.state_dict()
     assert not torch.equal(new["conv_head.weight"], before["conv_head.weight"])
