@@ -361,3 +361,10 @@ def test_pytorch_grad_cam_as_its_readme_uses_it(name, branch):
         )
     assert maps.shape == (2, 64, 64) and np.isfinite(maps).all()
     assert maps.min() >= 0 and maps.max() <= 1
+
+
+def test_an_image_size_the_network_cannot_take_is_refused_at_creation():
+    with pytest.raises(ValueError, match=r"multiple of 32 .* got 100×100 \(e\.g\. 96\)"):
+        cxrlib.create_model("ctranscnn_tiny", num_classes=3, image_size=100)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        cxrlib.create_model("chexnet_tiny", num_classes=3, img_size=48)  # timm's name
