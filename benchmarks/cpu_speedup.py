@@ -77,7 +77,10 @@ def _kit_step(folder: Path | None, model_name: str, batch: int, compile_model: b
         memory = torch.channels_last if runtime.channels_last else torch.contiguous_format
         model.to(runtime.device, memory_format=memory).train()
         optimizer = optim.build_optimizer(model, config)
-        trainable = torch.compile(model) if compile_model else model
+        # versions whose model(x) is a tensor give every head through TrainingHeads
+        wrap = getattr(models, "TrainingHeads", None)
+        trainable = wrap(model) if wrap is not None else model
+        trainable = torch.compile(trainable) if compile_model else trainable
         images = torch.randint(0, 256, (batch, 1, 224, 224), dtype=torch.uint8)
         target = (torch.rand(batch, 14) < 0.2).float()
         origin = Path(cxrlib.__file__).parent

@@ -29,7 +29,7 @@ def measure(name: str, batch_size: int, steps: int, image_size: int) -> dict:
 
     from cxrlib.core.config import load_config
     from cxrlib.data.loader import to_model_input
-    from cxrlib.models import create_model
+    from cxrlib.models import create_model, forward_heads
     from cxrlib.train.losses import training_loss
     from cxrlib.train.optim import build_optimizer
     from cxrlib.train.runtime import setup_runtime
@@ -45,7 +45,7 @@ def measure(name: str, batch_size: int, steps: int, image_size: int) -> dict:
 
     def train_step():
         x = to_model_input(images, runtime.device, runtime.channels_last)
-        loss = training_loss(model(x), y, "each")
+        loss = training_loss(forward_heads(model, x), y, "each")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

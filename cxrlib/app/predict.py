@@ -201,8 +201,8 @@ def captioned(overlay: np.ndarray, title: str, note: str | None) -> Image.Image:
     """``overlay`` (H×W×3) above a band with ``title`` (class and probability), an optional
     ``note`` and the colour bar of the map (inferno, 0 to 1)."""
     import matplotlib  # here: with --cam only (the figures' colour map and font)
-    from matplotlib import font_manager
-    from PIL import ImageDraw, ImageFont
+    from matplotlib import font_manager  # here: with --cam only
+    from PIL import ImageDraw, ImageFont  # here: with --cam only
 
     height, width = overlay.shape[:2]
     band = max(48, width // 10)
