@@ -258,6 +258,9 @@ KERNEL="$("$PY" -c 'from jupyter_client.kernelspec import KernelSpecManager as M
 print("cxrlib" if "cxrlib" in M().find_kernel_specs() else "python3")')"
 
 echo "==> profile '$PROFILE': ${#NOTEBOOKS[@]} notebook(s); executed copies in $EXECUTED"
+# Papermill logs what a cell prints: progress as plain lines, one per epoch or per minute
+# (cxrlib.core.progress), not a bar redrawn in place.
+export CXRLIB_PROGRESS="${CXRLIB_PROGRESS:-lines}"
 # A training paused by the time limit writes here (cxrlib.core.clock.PAUSE_FILE_ENV).
 export CXRLIB_PAUSE_FILE="$EXECUTED/.paused"
 total_start=$SECONDS

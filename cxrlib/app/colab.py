@@ -1,18 +1,21 @@
 """Open in Colab / Kaggle: the badges and the setup cell of every notebook, made from the one
-repository address in ``pyproject.toml`` (``[project.urls] Repository``) and the version.
+repository address in ``pyproject.toml`` (``[project.urls] Repository``) and :data:`NOTEBOOK_REF`.
 
-The badges open a notebook at the release tag ``v<version>``, and its setup cell clones the
-kit at that same tag: the notebook and the code it calls always belong together. Where
-``cxrlib`` is importable already (a clone in JupyterLab, ``./run_all.sh``) the setup cell does
-nothing. Elsewhere it clones the repository and ``pip install``\\s it -- not editable, so the
-running kernel imports it at once, and results, runs and data go under the working directory
-(:mod:`cxrlib.core.workspace`) -- with every preinstalled package as a constraint, so that torch,
-Colab's Jupyter and everything else preinstalled stay as they are (the JupyterLab front end is
-the optional ``lab`` extra). ``$CXRLIB_REPOSITORY`` replaces the address (a fork, a test).
+The badges open a notebook at :data:`NOTEBOOK_REF`, and its setup cell clones the kit at that
+same ref: the notebook and the code it calls always belong together. Until the first release
+the ref is ``main``; the release steps (CONTRIBUTING.md) set it to the new tag ``v<version>``,
+rewrite the notebooks (``python -m cxrlib badges --write``) and create the tag, and a test
+fails while the ref the badges name does not exist in the repository.
+
+The setup cell is five lines: where ``cxrlib`` is importable already (a clone in JupyterLab,
+``./run_all.sh``, a second run of the cell) it does nothing; elsewhere it clones the
+repository into ``cxr-kit/`` and runs :mod:`cxrlib.app.bootstrap` from the clone, which
+installs the kit with every preinstalled package as a constraint (torch, Colab's Jupyter and
+everything else preinstalled stay as they are).
 
 ``python -m cxrlib badges --write`` rewrites the notebooks' badges, setup cells and "Produces"
 paragraphs (made from the outputs' names, :data:`cxrlib.paper.items.OUTPUTS`) and the README's
-badges after the address, the version or a name changed; a test fails until it is run.
+badges after the address, the ref or a name changed; a test fails until it is run.
 """
 
 from __future__ import annotations
@@ -26,9 +29,12 @@ import nbformat
 from cxrlib.core.fileio import atomic_write_text
 from cxrlib.paper.items import PRODUCES_END, PRODUCES_START, produces
 
-SETUP_MARKER = "# Setup (Colab, Kaggle)"
+SETUP_MARKER = "import importlib.util, os, runpy"
 BADGES_START, BADGES_END = "<!-- badges -->", "<!-- /badges -->"
 CLONE_FOLDER = "cxr-kit"
+#: The git ref the badges open and the setup cells clone: ``main`` until the first release,
+#: then the release's tag (the release steps change it here, and only here).
+NOTEBOOK_REF = "main"
 
 
 def repository_url() -> str:
@@ -40,15 +46,11 @@ def repository_url() -> str:
     raise RuntimeError("pyproject.toml has no [project.urls] Repository: reinstall the kit")
 
 
-def release_tag() -> str:
-    return f"v{metadata('cxrlib')['Version']}"
-
-
 def badges(notebook: str | None = None) -> str:
     """Markdown of the Open-in-Colab and Open-in-Kaggle badges of ``notebook`` (a file name
     under ``notebooks/``; None: the first notebook, for the README)."""
     name = notebook or "00_environment.ipynb"
-    blob = f"{repository_url()}/blob/{release_tag()}/notebooks/{name}"
+    blob = f"{repository_url()}/blob/{NOTEBOOK_REF}/notebooks/{name}"
     colab = blob.replace("https://github.com/", "https://colab.research.google.com/github/")
     kaggle = f"https://kaggle.com/kernels/welcome?src={blob}"
     return (
@@ -59,38 +61,18 @@ def badges(notebook: str | None = None) -> str:
 
 
 def setup_cell() -> str:
-    """The source of every notebook's first code cell: where cxrlib is missing, clone the kit
-    at the notebook's tag (quietly: no detached-HEAD notice), then install it with every
-    preinstalled package as a constraint (:mod:`cxrlib.app.preinstalled`), so that Colab's
-    and Kaggle's own packages stay as they are; a clone that fails says what to do."""
-    tag, folder = release_tag(), CLONE_FOLDER
-    return f'''{SETUP_MARKER}: installs this kit at the notebook's version where cxrlib is
-# missing; does nothing in a clone (JupyterLab, ./run_all.sh). Changes no preinstalled package.
-import importlib.util
-import os
-import subprocess
-import sys
-
-if importlib.util.find_spec("cxrlib") is None:
-    kit = os.environ.get("CXRLIB_REPOSITORY", "{repository_url()}")
-    if not os.path.isdir("{folder}"):
-        clone = ["git", "-c", "advice.detachedHead=false", "clone", "-q", "--depth", "1"]
-        done = subprocess.run([*clone, "--branch", "{tag}", kit, "{folder}"], text=True,
-                              capture_output=True)  # fmt: skip
-        if done.returncode != 0:
-            raise SystemExit(
-                f"could not clone {{kit}} at {tag}: {{done.stderr.strip()}}\\nOn Kaggle: turn "
-                "Internet on (Settings > Internet) and run this cell again. Elsewhere: check "
-                "the network, or that the release {tag} exists (open the notebook from "
-                "the README's badges)."
-            )
-    pins = subprocess.run([sys.executable, "{folder}/cxrlib/app/preinstalled.py"],
-                          capture_output=True, text=True, check=True).stdout  # fmt: skip
-    with open("{folder}/preinstalled.txt", "w") as handle:
-        handle.write(pins)
-    install = ["install", "-q", "-c", "{folder}/preinstalled.txt", "./{folder}"]
-    subprocess.run([sys.executable, "-m", "pip", *install], check=True)
-    importlib.invalidate_caches()'''
+    """The source of every notebook's first code cell (five lines): where cxrlib is missing,
+    clone the kit at :data:`NOTEBOOK_REF` and install it (:mod:`cxrlib.app.bootstrap`). A
+    clone that fails (Kaggle's internet off) prints git's reason and the cell stops at the
+    missing file; its first line names the fix."""
+    clone = f"git clone -q --depth 1 -b {NOTEBOOK_REF} {repository_url()} {CLONE_FOLDER}"
+    return (
+        f"{SETUP_MARKER}\n\n"
+        'if importlib.util.find_spec("cxrlib") is None:  # Colab, Kaggle (Settings > Internet on)\n'
+        f'    os.system("{clone}")\n'
+        f'    runpy.run_path("{CLONE_FOLDER}/cxrlib/app/bootstrap.py", run_name="__main__")'
+        "  # install it"
+    )
 
 
 def _with_badges(text: str, notebook: str | None) -> str:
@@ -120,7 +102,8 @@ def refresh(project: Path, write: bool = False) -> list[Path]:
         title = nb.cells[0]
         code = [c for c in nb.cells if c.cell_type == "code"]
         new_title = _with_produces(_with_badges(title.source, path.name), path.stem)
-        setup = code[0] if code and code[0].source.startswith(SETUP_MARKER) else None
+        # the setup cell: this version's, or an earlier one (it asks whether cxrlib is there)
+        setup = code[0] if code and 'find_spec("cxrlib")' in code[0].source else None
         if new_title == title.source and setup is not None and setup.source == setup_cell():
             continue
         stale.append(path)

@@ -10,13 +10,15 @@ are ``H`` and ``W`` (multiples of 32, at least 64 px) unless the model has absol
 embeddings (ViT, DeiT, Swin: their one size); TorchScript refuses a wrong size with a sentence.
 Beside the file, ``<file>.json`` holds the model's ``pretrained_cfg`` and card (classes,
 operating points, what it was trained on), so the file is usable without this kit.
-``safetensors`` writes :func:`cxrlib.models.hub.save_pretrained`'s folder (default
-``<run>/pretrained/``), which ``cxrlib.from_pretrained`` and timm load.
+``safetensors`` writes :func:`cxrlib.models.hub.save_pretrained`'s folder, which
+``cxrlib.from_pretrained`` and timm load. Without ``--out`` the export goes into the current
+folder, named after the model and its data (:func:`default_name`), never into the run folder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -94,17 +96,33 @@ def _onnx(wrapped: nn.Module, example: torch.Tensor, rule: dict, out: Path) -> N
         top = 4096 // rule["multiple"]
         dims[2] = rule["multiple"] * torch.export.Dim("height", min=64 // rule["multiple"], max=top)
         dims[3] = rule["multiple"] * torch.export.Dim("width", min=64 // rule["multiple"], max=top)
-    program = torch.onnx.export(
-        wrapped,
-        (example,),
-        dynamic_shapes={"images": dims},
-        input_names=["images"],
-        output_names=["probabilities"],
-        dynamo=True,
-        verbose=False,
-    )
+    # onnxscript's optimiser warns once per Split node it leaves unfolded (dozens of lines
+    # that say nothing to the user); its warnings are muted for the export, errors still show
+    optimiser = logging.getLogger("onnxscript")
+    level = optimiser.level
+    optimiser.setLevel(logging.ERROR)
+    try:
+        program = torch.onnx.export(
+            wrapped,
+            (example,),
+            dynamic_shapes={"images": dims},
+            input_names=["images"],
+            output_names=["probabilities"],
+            dynamo=True,
+            verbose=False,
+        )
+    finally:
+        optimiser.setLevel(level)
     with atomic_write(out, "wb") as handle:
         handle.write(program.model_proto.SerializeToString())
+
+
+def default_name(card: dict) -> str:
+    """Where an export goes without ``--out``: the current folder, named after the model and
+    what it was trained on (``ctranscnn_tiny-cxr14-paper``), never into the run folder."""
+    data = card.get("data") or {}
+    parts = [card.get("model") or "model", data.get("dataset"), data.get("split")]
+    return "-".join(str(p) for p in parts if p).replace("/", "_").replace(":", "_")
 
 
 def export_model(source: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None) -> Path:
@@ -122,12 +140,10 @@ def export_model(source: str | os.PathLike, fmt: str, out: str | os.PathLike | N
                 "pip install 'cxrlib[export]' (or pip install onnx onnxscript)"
             ) from error
     model = load_model_file(source)
-    source = Path(source)
-    folder = source if source.is_dir() else source.parent
     if fmt == "safetensors":  # the Hub layout: model.safetensors, config.json, README.md
-        target = save_pretrained(model, Path(out) if out else folder / "pretrained")
+        target = save_pretrained(model, Path(out) if out else default_name(model.card))
         return target / WEIGHTS_NAME
-    out = Path(out) if out else folder / f"model{FORMATS[fmt]}"
+    out = Path(out) if out else Path(default_name(model.card) + FORMATS[fmt])
     wrapped = Probabilities(model).eval()
     rule = input_rule(model)
     size = model.pretrained_cfg["input_size"][-1]

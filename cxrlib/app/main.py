@@ -20,44 +20,50 @@ from cxrlib.core.workspace import Workspace, project_root
 Handler = Callable[[argparse.Namespace, Config], int]
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--profile",
-        help=f"one of {', '.join(PROFILES)} (default: paper where real data is found, else smoke)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override one configuration value, e.g. --set epochs=3 (repeatable); "
-        "`python -m cxrlib config` lists the names",
-    )
-    parser.add_argument(
-        "--data-root",
-        dest="data_roots",
-        action="append",
-        default=[],
-        metavar="NAME=DIR",
-        help="the folder of a dataset's real data, e.g. --data-root cxr14=/data/nih "
+#: The options that set the configuration and the workspace, by name; each command takes those
+#: it uses (its ``--help`` lists only its own options).
+PROFILE_OPTIONS = ("profile", "set")
+FOLDER_OPTIONS = ("data-root", "data-dir", "runs-dir", "results-dir")
+CONFIG_OPTIONS = (*PROFILE_OPTIONS, *FOLDER_OPTIONS)
+
+
+def _add_config_options(parser: argparse.ArgumentParser, options: Sequence[str]) -> None:
+    """The configuration and workspace ``options`` a command takes (``CONFIG_OPTIONS``)."""
+    helps = {
+        "profile": f"one of {', '.join(PROFILES)} (default: paper where real data is found, "
+        "else smoke)",
+        "set": "override one configuration value, e.g. --set epochs=3 (repeatable); "
+        "`python -m cxrlib config --reference` lists the names",
+        "data-root": "the folder of a dataset's real data, e.g. --data-root cxr14=/data/nih "
         "(repeatable; or $CXRLIB_DATA_ROOTS)",
-    )
-    parser.add_argument("--data-dir", help="split files, phantom, caches (or $CXRLIB_DATA_DIR)")
-    parser.add_argument("--runs-dir", help="training runs (default ./runs; or $CXRLIB_RUNS_DIR)")
-    parser.add_argument(
-        "--results-dir", help="tables, figures, report (default ./results; $CXRLIB_RESULTS_DIR)"
-    )
+        "data-dir": "split files, phantom, caches (default ./open_data; or $CXRLIB_DATA_DIR)",
+        "runs-dir": "training runs (default ./runs; or $CXRLIB_RUNS_DIR)",
+        "results-dir": "tables, figures, report (default ./results; or $CXRLIB_RESULTS_DIR)",
+    }
+    for option in options:
+        if option == "set":
+            parser.add_argument(
+                "--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                help=helps[option],
+            )  # fmt: skip
+        elif option == "data-root":
+            parser.add_argument(
+                "--data-root", dest="data_roots", action="append", default=[],
+                metavar="NAME=DIR", help=helps[option],
+            )  # fmt: skip
+        else:
+            parser.add_argument(f"--{option}", help=helps[option])
 
 
 def workspace_from_args(args: argparse.Namespace) -> Workspace:
     """The environment's workspace with the folders and data roots the options name; a Drive
     that is not mounted, or a data root of no dataset, is an error at once."""
+    roots = getattr(args, "data_roots", [])
     workspace = Workspace.from_env().replace(
-        data=args.data_dir,
-        runs=args.runs_dir,
-        results=args.results_dir,
-        data_roots=",".join(args.data_roots) or None,
+        data=getattr(args, "data_dir", None),
+        runs=getattr(args, "runs_dir", None),
+        results=getattr(args, "results_dir", None),
+        data_roots=",".join(roots) or None,
     )
     if workspace.data_roots:
         from cxrlib.data.roots import check_data_roots  # start-up time: only with a root
@@ -69,9 +75,9 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
 def config_from_args(args: argparse.Namespace) -> Config:
     """The validated configuration named by ``--profile``, ``--set`` and the workspace options
     (no profile: ``paper`` where real data is found, else ``smoke``)."""
-    overrides = dict(parse_override(text) for text in args.overrides)
+    overrides = dict(parse_override(text) for text in getattr(args, "overrides", []))
     workspace = workspace_from_args(args)
-    profile = args.profile
+    profile = getattr(args, "profile", None)
     if profile is None:
         from cxrlib.data.roots import auto_profile  # start-up time: only without --profile
 
@@ -84,7 +90,22 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return config
 
 
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="list every parameter: what it takes, its value in each profile, what it does",
+    )
+
+
 def _cmd_config(args: argparse.Namespace, config: Config) -> int:
+    if args.reference:
+        from cxrlib.core.config import reference  # only here
+
+        for row in reference():
+            values = ", ".join(f"{p} {row[p]}" for p in PROFILES)
+            print(f"{row['name']} ({row['takes']}; {values}): {row['help']}")
+        return 0
     print(config.to_json())
     return 0
 
@@ -241,12 +262,15 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         "--json",
         action="store_true",
         help="print JSON: per image its warnings and, per class, probability, operating point "
-        "and decision (default: CSV of probabilities, warnings on stderr)",
+        "and decision (default: a table of the same; warnings on stderr)",
+    )
+    parser.add_argument(
+        "--csv", action="store_true", help="print CSV: one row per image, one probability per class"
     )
 
 
 def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.app.predict import predict_files, predictions_table  # start-up time
+    from cxrlib.app.predict import decisions_text, predict_files, predictions_table  # start-up
 
     result = predict_files(Path(args.run), args.images, cam_dir=args.cam)
     if args.json:
@@ -255,7 +279,10 @@ def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
     for image in result["images"]:
         for warning in image["warnings"]:
             print(f"warning: {image['image']}: {warning}", file=sys.stderr)
-    print(predictions_table(result).to_csv(index=False), end="")
+    if args.csv:
+        print(predictions_table(result).to_csv(index=False), end="")
+    else:
+        print(decisions_text(result), end="")
     return 0
 
 
@@ -264,8 +291,8 @@ def _add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
     parser.add_argument(
         "--out",
-        help="file to write (default: model.onnx / model.ts.pt beside); for safetensors a "
-        "folder (default: pretrained/ beside)",
+        help="file to write; for safetensors a folder (default: in the current folder, "
+        "named after the model and its data, e.g. ctranscnn_tiny-cxr14-paper.onnx)",
     )
 
 
@@ -322,59 +349,89 @@ def _cmd_hours(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
-    "config": ("print the resolved, validated configuration as JSON", _cmd_config, None),
-    "env": ("report Python, torch, GPU, package versions and data roots", _cmd_env, None),
+#: Every command: its summary, its handler, what adds its own arguments, and the configuration
+#: and workspace options it takes (``CONFIG_OPTIONS``).
+COMMANDS: dict[
+    str,
+    tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None, tuple[str, ...]],
+] = {
+    "config": (
+        "print the resolved, validated configuration as JSON (--reference: every parameter)",
+        _cmd_config,
+        _add_config_arguments,
+        CONFIG_OPTIONS,
+    ),
+    "env": (
+        "report Python, torch, GPU, package versions and data roots",
+        _cmd_env,
+        None,
+        CONFIG_OPTIONS,
+    ),
     "badges": (
         "check (or --write) the notebooks' Colab/Kaggle badges and setup cells and the README's",
         _cmd_badges,
         _add_badges_arguments,
+        (),
     ),
-    "data": ("say which data each dataset will use (real: where found; phantom)", _cmd_data, None),
+    "data": (
+        "say which data each dataset will use (real: where found; phantom)",
+        _cmd_data,
+        None,
+        CONFIG_OPTIONS,
+    ),
     "download": (
         "download CXR14 (NIH) or CXR11 (RANZCR) from Kaggle with kagglehub (resumes)",
         _cmd_download,
         _add_download_arguments,
+        ("data-dir",),
     ),
     "phantom": (
         "write phantom CXR14/CXR11 datasets in the real Kaggle layouts",
         _cmd_phantom,
         _add_phantom_arguments,
+        (*PROFILE_OPTIONS, "data-dir"),
     ),
     "train": (
         "train (or resume) one model on one dataset; a finished run is not redone",
         _cmd_train,
         _add_train_arguments,
+        CONFIG_OPTIONS,
     ),
     "metrics": (
         "print the test metrics of a finished run (JSON)",
         _cmd_metrics,
         _add_metrics_arguments,
+        (),
     ),
     "predict": (
         "class probabilities and decisions of a trained model for X-ray files (PNG/JPEG/DICOM)",
         _cmd_predict,
         _add_predict_arguments,
+        (),
     ),
     "export": (
-        "write a trained model as ONNX or TorchScript (image batch -> class probabilities)",
+        "write a trained model as ONNX, TorchScript or safetensors (a Hugging Face folder)",
         _cmd_export,
         _add_export_arguments,
+        (),
     ),
     "status": (
         "how far every run under a runs folder got (after a reconnect, when the output is gone)",
         _cmd_status,
         _add_status_arguments,
+        ("runs-dir",),
     ),
     "hours": (
         "expected GPU hours of paper-recipe runs on T4, L4, A100 and H100 (basis stated)",
         _cmd_hours,
         _add_hours_arguments,
+        (),
     ),
     "prepare": (
         "locate the data, map the split files, check labels, build the image cache",
         _cmd_prepare,
         _add_dataset_argument,
+        CONFIG_OPTIONS,
     ),
 }
 
@@ -385,11 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="CTransCNN / CheXNet replication kit: the notebooks' steps as commands.",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for name, (summary, handler, add_arguments) in COMMANDS.items():
+    for name, (summary, handler, add_arguments, options) in COMMANDS.items():
         command = sub.add_parser(name, help=summary, description=summary)
-        _add_config_options(command)
         if add_arguments is not None:
             add_arguments(command)
+        _add_config_options(command, options)
         command.set_defaults(handler=handler)
     return parser
 
@@ -400,7 +457,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.handler(args, config_from_args(args))
+        if hasattr(args, "profile"):
+            config = config_from_args(args)
+        else:  # a command with no profile reads only the workspace's folders
+            config = load_config("smoke", workspace=workspace_from_args(args))
+        return args.handler(args, config)
     except UserError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

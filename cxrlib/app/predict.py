@@ -266,9 +266,35 @@ def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3
 
 
 def predictions_table(result: dict) -> pd.DataFrame:
-    """One row per image, one probability column per class (the CSV of ``predict``)."""
+    """One row per image, one probability column per class (``predict --csv``)."""
     rows = [
         {"image": image["image"], **{p["class"]: p["probability"] for p in image["predictions"]}}
         for image in result["images"]
     ]
     return pd.DataFrame(rows)
+
+
+def decisions_text(result: dict) -> str:
+    """What ``predict`` prints by default: per image, each class's probability (3 decimals),
+    its operating point and the decision there, the likeliest first."""
+    blocks = []
+    for image in result["images"]:
+        rows = sorted(image["predictions"], key=lambda p: -p["probability"])
+        table = pd.DataFrame(
+            {
+                "class": [p["class"] for p in rows],
+                "probability": [f"{p['probability']:.3f}" for p in rows],
+                "operating point": ["–" if p["threshold"] is None else f"{p['threshold']:.3f}"
+                                    for p in rows],
+                "decision": ["–" if p["positive"] is None else
+                             ("positive" if p["positive"] else "negative") for p in rows],
+            }
+        )  # fmt: skip
+        blocks.append(f"{image['image']}\n{table.to_string(index=False)}")
+    method = result.get("operating_points")
+    note = (
+        f"operating points: {method} on the validation split of the run"
+        if method
+        else "no operating points in this model file: probabilities only"
+    )
+    return "\n\n".join(blocks) + f"\n\n{note}\n"

@@ -28,10 +28,12 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args, get_origin
 
 from cxrlib.core.errors import UserError
+from cxrlib.core.recipe import RECIPE
 from cxrlib.core.recipe import recipe_value as _r
 from cxrlib.core.workspace import Workspace
 
@@ -50,73 +52,114 @@ class ConfigError(UserError, ValueError):
     """A profile, parameter name or value that is not allowed; the message says what is."""
 
 
+def _param(default: Any, help: str) -> Any:
+    """A field with its description: the one text of the configuration reference
+    (:func:`reference`: the docs' configuration page, ``python -m cxrlib config --reference``)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Where the images come from and how they are split and cached."""
 
-    # real (Kaggle data; an error when absent), phantom (synthetic), or auto: per dataset, the
-    # real data where found (DATA_ROOTS, Kaggle input, download), else the phantom
-    # (where each dataset's real data is lies in the workspace: DATA_ROOTS, a Kaggle input,
-    # a finished download -- cxrlib.core.workspace, cxrlib.data.roots)
-    data_source: DataSource = "auto"
-    # the authors' split files (paper), our patient-disjoint split (patient), or the
-    # publisher's lists where it has them (official: NIH's train_val_list/test_list)
-    split: SplitName = "paper"
-    split_seed: int = 0  # draws the patient-disjoint split; fixed so all seeds share one test set
-    image_size: int = _r("image_size")  # pixels per side (authors' Resize 224)
-    phantom_images: int = 600  # images per phantom dataset (smoke profile: 800)
-    allow_missing_images: bool = False  # train on the images present; every table says so
+    data_source: DataSource = _param(
+        "auto",
+        "real (the Kaggle data; an error where it is absent), phantom (synthetic), or auto: per "
+        "dataset the real data where it is found (DATA_ROOTS, a Kaggle input, a finished "
+        "download), else the phantom",
+    )
+    split: SplitName = _param(
+        "paper",
+        "paper: the authors' split files; patient: ours, patient-disjoint (drawn with "
+        "SPLIT_SEED); official: the publisher's lists where it has them (NIH's "
+        "train_val_list/test_list for CXR14)",
+    )
+    split_seed: int = _param(
+        0, "draws the patient-disjoint split; fixed, so that every seed shares one test set"
+    )
+    image_size: int = _param(_r("image_size"), "pixels per side of the square input")
+    phantom_images: int = _param(600, "images per phantom dataset")
+    allow_missing_images: bool = _param(
+        False, "train on the images present when some are missing; every table says so"
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Which registered model to build (see ``cxrlib.models``)."""
 
-    model: str = "ctranscnn_tiny"  # a name of cxrlib.models.list_models()
-    model_size: ModelSize = "paper"  # paper (Conformer-tiny) or micro (smoke-test width)
-    drop_path: float = _r("drop_path")  # stochastic depth, authors' drop_path_rate
-    # initial weights: none (from scratch, as both papers) or imagenet (ours: timm's ImageNet
-    # weights; dual-branch models from the public Conformer-Ti, cxrlib.models.imagenet). An
-    # ImageNet run has its own run folder (<model>+imagenet) and is never paper-comparable.
-    pretrained: Pretrained = "none"
+    model: str = _param("ctranscnn_tiny", "a registered model (cxrlib.list_models())")
+    model_size: ModelSize = _param(
+        "paper", "paper: the papers' width and depth (Conformer-tiny); micro: the smoke tests'"
+    )
+    drop_path: float = _param(_r("drop_path"), "stochastic depth rate")
+    pretrained: Pretrained = _param(
+        "none",
+        "initial weights: none (from scratch, as both papers) or imagenet (ours: timm's "
+        "ImageNet weights, the public Conformer-Ti for the dual-branch models); an ImageNet run "
+        "has its own run folder (<model>+imagenet) and never stands beside a published number",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """The optimisation recipe (the authors' released configs, :mod:`cxrlib.core.recipe`)."""
 
-    epochs: int = _r("epochs")  # authors' max_epochs
-    batch_size: int = _r("batch_size")  # GLOBAL batch: split over GPUs and GRAD_ACCUM
-    lr: float = _r("lr")  # AdamW peak learning rate
-    weight_decay: float = _r("weight_decay")  # not on norms, biases, cls token, label embeds
-    beta1: float = _r("beta1")  # AdamW beta1, 0.5 on both datasets (authors' configs)
-    beta2: float = _r("beta2")  # AdamW beta2
-    adam_eps: float = _r("adam_eps")  # AdamW eps
-    loss_heads: LossHeads = "each"  # loss on each head (CTransCNN recipe), fused, or both
-    warmup_iters: int = _r("warmup_iters")  # linear warm-up length in optimiser steps
-    warmup_ratio: float = _r("warmup_ratio")  # warm-up starts at this fraction of the lr
-    min_lr_ratio: float = _r("min_lr_ratio")  # cosine ends at this fraction of the lr
-    # DataLoader worker processes; None: chosen for the machine (cxrlib.train.runtime; 0 on a CPU)
-    num_workers: int | None = None
-    precision: Precision = "auto"  # auto: bf16 on GPUs that have it, fp16 on others, CPU fp32
-    channels_last: bool = True  # NHWC memory format (ours; faster convolutions, CPU and GPU)
-    compile: bool = False  # torch.compile the model (ours)
-    # micro-batches per optimiser step (the global batch stays BATCH_SIZE); None: 1 on a CPU,
-    # on a GPU the fewest with which a micro-batch fits its memory (measured, cxrlib.train.runtime)
-    grad_accum: int | None = None
-    checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often (sessions die)
-    seed: int = 0  # initialisation, order, flips, stochastic depth
-    # seeds per model (SEED, SEED+1, ...) for the models SEED_MODELS names; the others train
-    # once. All seeds share one test set (SPLIT_SEED); tables give mean ± sd over seeds
-    seeds: int = 3
-    # main: CTransCNN and CheXNet; main+strongest: also the two baselines with the best
-    # published mean AUC (cxrlib.paper.items.seeded_models)
-    seed_models: SeedModels = "main+strongest"
-    # the weights the test split scores: the epoch with the best validation mean AUC (best;
-    # selection on validation, a standard the papers do not contradict), or the final epoch
-    # (last; what the authors' config, which saves no best checkpoint, suggests). Both are
-    # evaluated and recorded; this one is the run's result
-    test_checkpoint: TestCheckpoint = "best"
+    epochs: int = _param(_r("epochs"), "training epochs")
+    batch_size: int = _param(
+        _r("batch_size"),
+        "the GLOBAL batch of one optimiser step, split over GPUs and GRAD_ACCUM micro-batches",
+    )
+    lr: float = _param(_r("lr"), "AdamW's peak learning rate")
+    weight_decay: float = _param(
+        _r("weight_decay"),
+        "AdamW weight decay (none on norms, biases, the cls token and the label embeddings)",
+    )
+    beta1: float = _param(_r("beta1"), "AdamW beta1 (0.5 on both datasets in the authors' configs)")
+    beta2: float = _param(_r("beta2"), "AdamW beta2")
+    adam_eps: float = _param(_r("adam_eps"), "AdamW epsilon")
+    loss_heads: LossHeads = _param(
+        "each", "the loss on each head (CTransCNN's recipe), on the fused logits, or both"
+    )
+    warmup_iters: int = _param(_r("warmup_iters"), "linear warm-up length in optimiser steps")
+    warmup_ratio: float = _param(_r("warmup_ratio"), "the warm-up starts at this fraction of LR")
+    min_lr_ratio: float = _param(
+        _r("min_lr_ratio"), "the cosine schedule ends at this fraction of LR"
+    )
+    num_workers: int | None = _param(
+        None,
+        "DataLoader worker processes; None: chosen for the machine (0 on a CPU, up to 4 on a GPU)",
+    )
+    precision: Precision = _param(
+        "auto",
+        "auto: bf16 on GPUs that have it natively, fp16 with a scaler on others, fp32 on a CPU",
+    )
+    channels_last: bool = _param(True, "NHWC memory format (ours: faster convolutions)")
+    compile: bool = _param(False, "torch.compile the model (ours; pays only on long runs on a CPU)")
+    grad_accum: int | None = _param(
+        None,
+        "micro-batches per optimiser step (the global batch stays BATCH_SIZE); None: 1 on a CPU, "
+        "on a GPU the fewest with which a micro-batch fits its memory (measured before training)",
+    )
+    checkpoint_minutes: float = _param(
+        10.0, "also checkpoint mid-epoch this often, in minutes (sessions die)"
+    )
+    seed: int = _param(0, "initialisation, data order, flips and stochastic depth")
+    seeds: int = _param(
+        3,
+        "seeds per model (SEED, SEED+1, ...) for the models SEED_MODELS names, the others train "
+        "once; tables give mean ± sd over seeds",
+    )
+    seed_models: SeedModels = _param(
+        "main+strongest",
+        "main: CTransCNN and CheXNet; main+strongest: also the two baselines with the best "
+        "published mean AUC",
+    )
+    test_checkpoint: TestCheckpoint = _param(
+        "best",
+        "the weights the test split scores: the epoch with the best validation mean AUC (best) or "
+        "the final epoch (last); both are scored and recorded, this one is the run's result",
+    )
 
 
 @dataclass(frozen=True)
@@ -248,38 +291,39 @@ def _check_value(name: str, tp: Any, value: Any) -> Any:
     )
 
 
+#: The range of every numeric parameter: a test of the value and the words that say what is
+#: allowed (the error message and the configuration reference both read them).
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "image_size": (lambda v: v >= 64 and v % 32 == 0, "a multiple of 32 and at least 64"),
+    "phantom_images": (lambda v: v >= 30, ">= 30"),
+    "split_seed": (lambda v: v >= 0, ">= 0"),
+    "drop_path": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "epochs": (lambda v: v > 0, "> 0"),
+    "batch_size": (lambda v: v > 0, "> 0"),
+    "grad_accum": (lambda v: v is None or v > 0, "> 0 or None"),
+    "lr": (lambda v: v > 0, "> 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_eps": (lambda v: v > 0, "> 0"),
+    "warmup_iters": (lambda v: v >= 0, ">= 0"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "min_lr_ratio": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "num_workers": (lambda v: v is None or v >= 0, ">= 0 or None"),
+    "checkpoint_minutes": (lambda v: v > 0, "> 0"),
+    "seed": (lambda v: v >= 0, ">= 0"),
+    "seeds": (lambda v: 1 <= v <= 20, "in [1, 20]"),
+}
+
+
 def _check_ranges(cfg: Config) -> None:
     """Cross-field and range checks that types alone cannot express (every numeric field)."""
-    d, m, t = cfg.data, cfg.model, cfg.train
-    rules: list[tuple[str, Any, bool, str]] = [
-        (
-            "image_size",
-            d.image_size,
-            d.image_size >= 64 and d.image_size % 32 == 0,
-            "a multiple of 32 and at least 64",
-        ),
-        ("phantom_images", d.phantom_images, d.phantom_images >= 30, ">= 30"),
-        ("split_seed", d.split_seed, d.split_seed >= 0, ">= 0"),
-        ("drop_path", m.drop_path, 0 <= m.drop_path < 1, "in [0, 1)"),
-        ("epochs", t.epochs, t.epochs > 0, "> 0"),
-        ("batch_size", t.batch_size, t.batch_size > 0, "> 0"),
-        ("grad_accum", t.grad_accum, t.grad_accum is None or t.grad_accum > 0, "> 0 or None"),
-        ("lr", t.lr, t.lr > 0, "> 0"),
-        ("weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
-        ("beta1", t.beta1, 0 <= t.beta1 < 1, "in [0, 1)"),
-        ("beta2", t.beta2, 0 <= t.beta2 < 1, "in [0, 1)"),
-        ("adam_eps", t.adam_eps, t.adam_eps > 0, "> 0"),
-        ("warmup_iters", t.warmup_iters, t.warmup_iters >= 0, ">= 0"),
-        ("warmup_ratio", t.warmup_ratio, 0 <= t.warmup_ratio <= 1, "in [0, 1]"),
-        ("min_lr_ratio", t.min_lr_ratio, 0 <= t.min_lr_ratio <= 1, "in [0, 1]"),
-        ("num_workers", t.num_workers, t.num_workers is None or t.num_workers >= 0, ">= 0"),
-        ("checkpoint_minutes", t.checkpoint_minutes, t.checkpoint_minutes > 0, "> 0"),
-        ("seed", t.seed, t.seed >= 0, ">= 0"),
-        ("seeds", t.seeds, 1 <= t.seeds <= 20, "in [1, 20]"),
-    ]
-    for name, value, ok, allowed in rules:
-        if not ok or (isinstance(value, float) and not math.isfinite(value)):
+    flat = cfg.flat()
+    for name, (ok, allowed) in RANGES.items():
+        value = flat[name]
+        if not ok(value) or (isinstance(value, float) and not math.isfinite(value)):
             raise ConfigError(f"parameter {name.upper()} must be {allowed}; got {value!r}")
+    t, m = cfg.train, cfg.model
     if t.grad_accum is not None and t.batch_size % t.grad_accum:
         raise ConfigError(
             f"BATCH_SIZE {t.batch_size} (the global batch) must be divisible by GRAD_ACCUM "
@@ -301,6 +345,12 @@ def _unknown(name: str, allowed: tuple[str, ...]) -> str:
         hint = (
             f" (a dataset's folder is part of the workspace: DATA_ROOTS = {{'{dataset}': DIR}} in "
             f"a notebook, --data-root {dataset}=DIR on the command line)"
+        )
+    if name.lower() in ("runs_dir", "results_dir", "data_dir", "data_roots"):
+        option = name.lower().replace("_", "-").replace("roots", "root NAME=DIR")
+        hint = (
+            f" (a folder is part of the workspace, not of the configuration: {name.upper()} in a "
+            f"notebook's parameters cell, --{option} on the command line and in ./run_all.sh)"
         )
     listed = ", ".join(n.upper() for n in allowed)
     return f"unknown parameter {name!r}{hint}; allowed parameters: {listed}"
@@ -380,3 +430,26 @@ def _accepts(tp: Any, kind: type) -> bool:
     if get_origin(tp) is Literal:
         return any(isinstance(a, kind) for a in get_args(tp))
     return any(_accepts(a, kind) for a in get_args(tp))
+
+
+def reference() -> list[dict[str, str]]:
+    """Every parameter as the configuration reference shows it: its name, section, what it
+    takes (type, choices, range), its value in each profile, where the papers' value comes
+    from, and its description -- all read from the definitions above, never retyped."""
+    profiles = {p: load_config(p, workspace=Workspace.at()).flat() for p in PROFILES}
+    rows = []
+    for name, (section, f) in LEAVES.items():
+        takes = _type_name(f.type)
+        if name in RANGES:
+            takes += f", {RANGES[name][1]}"
+        rows.append(
+            {
+                "name": name.upper(),
+                "section": section,
+                "takes": takes,
+                **{p: repr(profiles[p][name]) for p in PROFILES},
+                "source": RECIPE[name].source("cxr14") if name in RECIPE else "",
+                "help": f.metadata.get("help", ""),
+            }
+        )
+    return rows

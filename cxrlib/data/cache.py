@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from cxrlib.core.errors import UserError
 from cxrlib.core.fileio import atomic_write_text, check_free_space, disk_full_error
+from cxrlib.core.progress import Progress
 
 CACHE_VERSION = 1
 INTERPOLATION = "bicubic"
@@ -307,7 +307,7 @@ def _decode_rows_into(
     ]
     workers = (os.cpu_count() or 1) if workers is None else workers
     errors: list[tuple[str, str]] = []
-    bar = tqdm(total=count, initial=count - len(todo), desc=desc, disable=not progress)
+    bar = Progress(desc, total=count, done=count - len(todo), unit="image", enabled=progress)
     executor = ProcessPoolExecutor(workers) if workers > 0 and len(jobs) > 1 else None
     try:
         results = executor.map(_decode_rows, jobs) if executor else map(_decode_rows, jobs)
@@ -321,6 +321,7 @@ def _decode_rows_into(
             bar.update(len(rows) + len(failed))
             if on_chunk is not None:
                 on_chunk(index)
+        bar.milestone()
     finally:
         bar.close()
         if executor is not None:

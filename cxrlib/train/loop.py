@@ -225,7 +225,7 @@ class Trainer:
             "{val_mean_auc:.2f}, {images_per_s:.1f} img/s".format(**row),
             echo=False,
         )
-        self.progress.show(self.state, val_auc=row["val_mean_auc"])
+        self.progress.epoch_done(row)
         if self.tensorboard is not None:
             for key, value in row.items():
                 if key != "epoch":

@@ -16,10 +16,10 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
 from cxrlib.core.clock import deadline
 from cxrlib.core.config import Config
+from cxrlib.core.progress import Progress
 from cxrlib.data.datasets import DatasetDef, get_dataset
 from cxrlib.data.loader import make_loader
 from cxrlib.data.prepare import PreparedDataset, prepare_dataset
@@ -51,39 +51,48 @@ except (
 
 
 class ProgressLine:
-    """The one line a run shows while it trains, updated in place: epoch, loss, validation
-    AUC, images/s and the time left (tqdm's estimate over the whole run)."""
+    """What a run shows while it trains (:class:`cxrlib.core.progress.Progress`): epoch, loss,
+    validation AUC, images/s and the time left -- a widget in a live notebook, a bar in a
+    terminal, and elsewhere (papermill, ``./run_all.sh``) a line per epoch or per minute."""
 
     def __init__(self, run: RunFolder, state: TrainState, epochs: int, batches: int, show: bool):
-        self.epochs, self.val_auc = epochs, None
-        self.bar = tqdm(
+        self.epochs, self.val_auc, self.rate = epochs, None, None
+        self.progress = Progress(
+            run.label,
             total=epochs * batches,
-            initial=state.epoch * batches + state.batch,
-            desc=run.label,
+            done=state.epoch * batches + state.batch,
             unit="batch",
-            disable=not show,
-            mininterval=2.0,
-            leave=True,
-            bar_format="{desc}: {percentage:3.0f}% {n_fmt}/{total_fmt} [{elapsed}<{remaining}] "
-            "{postfix}",
+            enabled=show,
         )
 
     def advance(self, batches: int) -> None:
-        self.bar.update(batches)
+        self.progress.update(batches)
 
-    def show(self, state: TrainState, rate: float | None = None, val_auc: float | None = None):
-        self.val_auc = val_auc if val_auc is not None else self.val_auc
-        parts = {"epoch": f"{min(state.epoch + 1, self.epochs)}/{self.epochs}"}
+    def _words(self, state: TrainState) -> str:
+        parts = [f"epoch {min(state.epoch + 1, self.epochs)}/{self.epochs}"]
         if state.loss_count:
-            parts["loss"] = f"{state.mean_loss:.4f}"
+            parts.append(f"loss {state.mean_loss:.4f}")
         if self.val_auc is not None:
-            parts["val AUC"] = f"{self.val_auc:.2f}"
-        if rate:
-            parts["img/s"] = f"{rate:.1f}"
-        self.bar.set_postfix(parts, refresh=False)
+            parts.append(f"val AUC {self.val_auc:.2f}")
+        if self.rate:
+            parts.append(f"{self.rate:.1f} img/s")
+        return ", ".join(parts)
+
+    def show(self, state: TrainState, rate: float | None = None) -> None:
+        """The latest figures of the epoch in progress."""
+        self.rate = rate or self.rate
+        self.progress.note(self._words(state))
+
+    def epoch_done(self, row: dict) -> None:
+        """An epoch ended (its ``epochs.csv`` row): a line of its own where lines are shown."""
+        self.val_auc = row["val_mean_auc"]
+        self.progress.milestone(
+            f"epoch {row['epoch']}/{self.epochs} done, loss {row['train_loss']:.4f}, "
+            f"val AUC {row['val_mean_auc']:.2f}, {row['images_per_s']:.1f} img/s"
+        )
 
     def close(self) -> None:
-        self.bar.close()
+        self.progress.close()
 
 
 def _init_message(model: nn.Module, pretrained: str) -> str:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cxrlib.app.main import COMMANDS, main
+from cxrlib.app.main import COMMANDS, CONFIG_OPTIONS, main
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess:
@@ -26,11 +26,29 @@ def test_top_level_help_lists_commands():
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_each_command_has_help(command, capsys):
+def test_each_command_has_help_listing_only_its_own_options(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
-    assert "--profile" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    takes = COMMANDS[command][3]
+    for option in CONFIG_OPTIONS:
+        assert (f"--{option}" in out) == (option in takes), (command, option)
+
+
+def test_commands_that_use_no_configuration_take_no_profile(capsys):
+    """predict, export and metrics read a model or a run, never a profile: their --help is
+    theirs alone, and a folder option they do not take is refused by argparse."""
+    for command in ("predict", "export", "metrics", "badges", "hours"):
+        assert not COMMANDS[command][3]
+    assert set(COMMANDS["train"][3]) == set(CONFIG_OPTIONS)
+    assert COMMANDS["status"][3] == ("runs-dir",)
+
+
+def test_a_folder_given_as_a_parameter_names_the_option_to_use(capsys):
+    assert main(["config", "--set", "runs_dir=/tmp/x"]) == 2
+    err = capsys.readouterr().err
+    assert "--runs-dir on the command line" in err and "RUNS_DIR in a notebook" in err
 
 
 def test_config_command_prints_validated_json(capsys):

@@ -17,12 +17,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from cxrlib.app.colab import NOTEBOOK_REF, repository_url
 from cxrlib.core.clock import PAUSED, PAUSED_EXIT_STATUS
 from tests.conftest import PROJECT_ROOT
 
@@ -45,7 +45,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 
 
 def _origin(tmp: Path) -> Path:
-    """A git repository of this working tree, tagged as the release the notebooks name."""
+    """A git repository of this working tree, at the ref the notebooks name."""
     origin = tmp / "origin"
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
@@ -61,7 +61,7 @@ def _origin(tmp: Path) -> Path:
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.org"]
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "release"]):
         subprocess.run([*git, *args], cwd=origin, check=True)
-    subprocess.run([*git, "tag", f"v{version('cxrlib')}"], cwd=origin, check=True)
+    subprocess.run([*git, "branch", "-M", NOTEBOOK_REF], cwd=origin, check=True)
     return origin
 
 
@@ -105,7 +105,10 @@ def test_a_fresh_colab_installs_the_kit_from_the_setup_cell_and_trains(tmp_path)
     env = _clean_env(
         COLAB_RELEASE_TAG="release-colab-test",
         COLAB_GPU="0",
-        CXRLIB_REPOSITORY=str(_origin(tmp_path)),
+        # the repository's address leads to a local copy of this working tree (no network)
+        GIT_CONFIG_COUNT="1",
+        GIT_CONFIG_KEY_0=f"url.{_origin(tmp_path)}.insteadOf",
+        GIT_CONFIG_VALUE_0=repository_url(),
         JUPYTER_PATH=str(tmp_path / "jupyter"),
         PIP_NO_INDEX="1",  # offline: every dependency is there already, or the test fails
         PIP_NO_BUILD_ISOLATION="0",  # (pip's spelling of --no-build-isolation)
@@ -123,7 +126,7 @@ def test_a_fresh_colab_installs_the_kit_from_the_setup_cell_and_trains(tmp_path)
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (content / "cxr-kit" / "run_all.sh").is_file()  # cloned at the release tag
+    assert (content / "cxr-kit" / "run_all.sh").is_file()  # cloned at the notebooks' ref
     # installed into the scratch environment, not editable; torch and Jupyter untouched
     assert (site / "cxrlib" / "train" / "loop.py").is_file()  # every layer is installed
     installed = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}

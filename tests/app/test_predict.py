@@ -118,7 +118,18 @@ def test_predict_json_decisions_warnings_and_cams(phantom_model, xray_png, tmp_p
     band = np.asarray(Image.open(files[0]).convert("RGB"))[height:]
     assert (band < 128).any() and (band > 200).any()  # text and colour bar on white
 
-    assert main(argv) == 0  # CSV: probabilities; the warnings go to stderr
+    assert main([*argv, "--csv"]) == 0  # CSV: probabilities; the warnings go to stderr
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == "image,ETT - Abnormal,ETT - Normal,NGT - Normal"
     assert "warning:" in err and "phantom" in err
+
+    assert main(argv) == 0  # the default: per image, probability, operating point, decision
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == str(xray_png)
+    assert lines[1].split() == ["class", "probability", "operating", "point", "decision"]
+    for p, line in zip(sorted(first["predictions"], key=lambda p: -p["probability"]),
+                       lines[2:5], strict=True):  # fmt: skip
+        assert line.split()[-3] == f"{p['probability']:.3f}"
+        assert line.split()[-1] in {"positive", "negative", "–"}
+    assert "operating points: Youden" in out

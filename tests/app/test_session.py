@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import importlib.util
+import runpy
+import shutil
+import subprocess
 import time
+from importlib.metadata import version
 
 import pytest
 
 from cxrlib.app import config_and_extras
-from cxrlib.app.colab import release_tag, setup_cell
+from cxrlib.app.colab import repository_url, setup_cell
 from cxrlib.app.time_limit import set_time_limit
 from cxrlib.core import clock
 from cxrlib.core.config import ConfigError, load_config
 from cxrlib.core.workspace import ENV, Workspace
 from cxrlib.paper.experiments import train_models
+from tests.conftest import PROJECT_ROOT
 
 TINY = {"epochs": 1, "phantom_images": 40, "model": "resnet34"}
 
@@ -107,16 +112,40 @@ def test_on_colab_runs_on_the_vms_own_disk_get_one_warning(isolated_outputs, mon
     assert "erased" not in capsys.readouterr().out
 
 
-def test_a_setup_cell_whose_clone_fails_says_what_to_do(tmp_path, monkeypatch):
-    """Kaggle's internet off or a tag that does not exist: a message naming both fixes, not a
-    bare traceback (issue #21, item 9). The clone source here is a folder that does not exist."""
+def test_a_setup_cell_whose_clone_fails_stops_at_once(tmp_path, monkeypatch):
+    """Kaggle's internet off (here: a repository address git cannot reach): git says why, the
+    cell stops before anything is installed, and its first line names Kaggle's fix."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CXRLIB_REPOSITORY", str(tmp_path / "no-such-repository"))
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")  # the address leads nowhere, as offline
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.{tmp_path / 'nowhere'}.insteadOf")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", repository_url())
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)  # a fresh VM
-    with pytest.raises(SystemExit) as stopped:
-        exec(setup_cell(), {})
-    message = str(stopped.value)
-    assert "no-such-repository" in message
-    assert "On Kaggle: turn Internet on (Settings > Internet)" in message
-    assert f"the release {release_tag()} exists" in message
+    cell = setup_cell()
+    assert len(cell.splitlines()) <= 5 and "Settings > Internet on" in cell
+    with pytest.raises(FileNotFoundError, match=r"bootstrap\.py"):
+        exec(cell, {})
     assert not (tmp_path / "cxr-kit").exists()
+
+
+def test_bootstrap_installs_with_every_preinstalled_package_pinned(tmp_path, monkeypatch):
+    """The setup cell's second half (cxrlib/app/bootstrap.py, run from the clone): pip gets
+    every installed distribution as a constraint; a failure stops with pip's words."""
+    kit = tmp_path / "cxr-kit"
+    shutil.copytree(
+        PROJECT_ROOT / "cxrlib", kit / "cxrlib", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    calls = []
+
+    def fake_pip(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0 if len(calls) == 1 else 1, "", "ERROR: x\n")
+
+    monkeypatch.setattr(subprocess, "run", fake_pip)
+    namespace = runpy.run_path(str(kit / "cxrlib/app/bootstrap.py"))
+    said = namespace["install"](kit)
+    assert calls[0][1:5] == ["-m", "pip", "install", "-q"] and calls[0][-1] == str(kit)
+    pins = (kit / "preinstalled.txt").read_text().splitlines()
+    assert f"torch=={version('torch')}" in pins and not any(p.startswith("cxrlib==") for p in pins)
+    assert f"{len(pins)} preinstalled packages kept" in said
+    with pytest.raises(SystemExit, match="ERROR: x"):
+        namespace["install"](kit)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,7 +124,7 @@ def _real_xray_batch(shared_dir, size, n=3):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ctranscnn_tiny", "chexnet_tiny", "resnet50"])
-def test_exports_agree_with_pytorch_on_a_real_xray(name, tmp_path, shared_dir):
+def test_exports_agree_with_pytorch_on_a_real_xray(name, tmp_path, shared_dir, monkeypatch, caplog):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is in the dev extra")
     from cxrlib.app.export import export_model
 
@@ -132,13 +133,21 @@ def test_exports_agree_with_pytorch_on_a_real_xray(name, tmp_path, shared_dir):
     with torch.no_grad():
         expected = torch.sigmoid(model(x)).numpy()
 
-    scripted = torch.jit.load(export_model(path, "torchscript"))
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    monkeypatch.chdir(here)  # without --out: the current folder, named after model and data
+    default = export_model(path, "torchscript")
+    assert default == Path(f"{name}-cxr11.ts.pt") and (here / default).is_file()
+    assert not list(tmp_path.glob("*.ts.pt")), "nothing is written beside the model file"
+    scripted = torch.jit.load(default)
     for batch in (1, 3):  # the batch is free
         with torch.no_grad():
             got = scripted(x[:batch]).numpy()
         assert np.abs(got - expected[:batch]).max() < 1e-4
 
     onnx_file = export_model(path, "onnx", tmp_path / "m.onnx")
+    chatter = [r.getMessage() for r in caplog.records if "constant folding" in r.getMessage()]
+    assert not chatter, "onnxscript's optimiser notes are muted"
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     for batch in (1, 3):
         (got,) = session.run(None, {"images": x[:batch].numpy()})

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 
 import nbformat
 import pytest
 
-from cxrlib.app.colab import refresh, repository_url, setup_cell
+from cxrlib.app.colab import NOTEBOOK_REF, refresh, repository_url, setup_cell
 from cxrlib.data.datasets import PAPER_DATASETS
 from tests.conftest import PROJECT_ROOT
 
@@ -100,18 +101,38 @@ def test_notebook_conventions(path):
 
 
 def test_badges_and_setup_cells_agree_with_the_one_repository_address():
-    """pyproject's [project.urls] Repository makes every badge and setup cell; after a change
-    of address or version, ``python -m cxrlib badges --write`` brings them in line."""
+    """pyproject's [project.urls] Repository and NOTEBOOK_REF make every badge and setup cell;
+    after a change of either, ``python -m cxrlib badges --write`` brings them in line."""
     import tomllib
 
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     assert repository_url() == project["urls"]["Repository"], "reinstall: metadata is stale"
     assert refresh(PROJECT_ROOT) == [], "run: python -m cxrlib badges --write"
     readme = (PROJECT_ROOT / "README.md").read_text()
-    tag = f"blob/v{project['version']}/notebooks/"
-    assert f"colab.research.google.com/github/{project['urls']['Repository'][19:]}/{tag}" in readme
+    blob = f"blob/{NOTEBOOK_REF}/notebooks/"
+    assert f"colab.research.google.com/github/{project['urls']['Repository'][19:]}/{blob}" in readme
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         setup = next(c for c in nb.cells if c.cell_type == "code").source
-        assert f"{tag}{path.name}" in nb.cells[0].source
-        assert f'"--branch", "v{project["version"]}"' in setup
+        assert f"{blob}{path.name}" in nb.cells[0].source
+        assert f" -b {NOTEBOOK_REF} " in setup
+        assert len(setup.splitlines()) <= 5, "the setup cell: five lines at most"
+
+
+def test_the_ref_the_badges_name_exists_in_the_repository():
+    """Every badge and setup cell opens NOTEBOOK_REF: a branch or tag of this repository (main
+    until the first release; the release steps create the tag before they name it)."""
+    if not (PROJECT_ROOT / ".git").exists():
+        pytest.skip("not a git clone: the refs cannot be read")
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"{NOTEBOOK_REF}^{{commit}}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    remote = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", f"origin/{NOTEBOOK_REF}^{{commit}}"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert found.returncode == 0 or remote.returncode == 0, (
+        f"the badges and setup cells name {NOTEBOOK_REF!r}, which is neither a branch nor a tag "
+        "here: create the tag first (CONTRIBUTING.md, release steps)"
+    )

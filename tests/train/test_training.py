@@ -163,7 +163,7 @@ def test_predict_files_matches_the_runs_test_predictions(capsys):
     config = load_config("smoke", **TINY)
     result = train_run(config, "cxr11", progress=False)
     test = prepare_dataset(config, "cxr11", progress=False).part("test").iloc[:3]
-    assert main(["predict", str(result.folder), *test["path"]]) == 0
+    assert main(["predict", str(result.folder), *test["path"], "--csv"]) == 0
     from io import StringIO
 
     ours = pd.read_csv(StringIO(capsys.readouterr().out))
