@@ -12,7 +12,7 @@ import cxrlib
 from tests.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "cxrlib"
-#: Sizes a reader can hold (issue #20): lines per module and function, methods per class.
+#: Sizes a reader can hold: lines per module and function, methods per class.
 MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_METHODS = 500, 60, 20
 
 

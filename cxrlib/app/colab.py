@@ -53,10 +53,13 @@ def badges(notebook: str | None = None) -> str:
     blob = f"{repository_url()}/blob/{NOTEBOOK_REF}/notebooks/{name}"
     colab = blob.replace("https://github.com/", "https://colab.research.google.com/github/")
     kaggle = f"https://kaggle.com/kernels/welcome?src={blob}"
+    # the markers on lines of their own: a line that starts with an HTML comment is HTML to
+    # Markdown, which would leave the badges' links unrendered (the docs site, nbconvert)
     return (
-        f"{BADGES_START}[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-        f"({colab}) [![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]"
-        f"({kaggle}){BADGES_END}"
+        f"{BADGES_START}\n"
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab}) "
+        f"[![Open In Kaggle](https://kaggle.com/static/images/open-in-kaggle.svg)]({kaggle})\n"
+        f"{BADGES_END}"
     )
 
 

@@ -230,7 +230,9 @@ def produces(notebook: str) -> str:
     where = "under `results/<profile>/`"
     if any("<split>" in name for name in names):
         where += "; `<split>` is the `SPLIT` parameter"
-    return f"{PRODUCES_START}**Produces** ({where}): {'; '.join(parts)}{extra}.{PRODUCES_END}"
+    # the markers on lines of their own: Markdown reads a line that starts with an HTML comment
+    # as HTML, and would leave the paragraph's own Markdown unrendered
+    return f"{PRODUCES_START}\n**Produces** ({where}): {'; '.join(parts)}{extra}.\n{PRODUCES_END}"
 
 
 def promised_files(notebook: str, profile: str, **domains: tuple[str, ...]) -> list[str]:

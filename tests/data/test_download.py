@@ -98,7 +98,7 @@ def test_free_space_is_checked_before_anything_is_fetched(fake_kagglehub, monkey
 
 
 def test_a_download_that_does_not_fit_names_the_route_that_works(fake_kagglehub, monkeypatch):
-    """CXR14 needs 90 GiB while it unpacks: more than a free Colab VM has (issue #21, item 5)."""
+    """CXR14 needs 90 GiB while it unpacks: more than a free Colab VM has."""
     monkeypatch.setattr(shutil, "disk_usage", lambda _: USAGE(78 * 2**30, 8 * 2**30, 70 * 2**30))
     with pytest.raises(DiskSpaceError, match=r"does not fit a free Colab VM.*Kaggle"):
         download("cxr14", Workspace.from_env())

@@ -326,7 +326,7 @@ def test_a_flex_kernel_that_fails_in_backward_falls_back_once_and_training_goes_
 def test_micro_baselines_are_distinct_networks_that_keep_their_relative_sizes():
     """The smoke profile's micro baselines must not collapse into one network (DeiT-S and ViT-B
     once reported identical numbers): every one differs, and ViT-B stays twice DeiT-S's width
-    with twice its heads, at the same depth (issue #22, item 8)."""
+    with twice its heads, at the same depth."""
     micro = {
         n: create_model(n, num_classes=11, size="micro", image_size=64) for n in list_models("timm")
     }

@@ -1,4 +1,4 @@
-"""The faithfulness table notebook 02 prints and the README quotes (issue #22, item 1)."""
+"""The faithfulness table notebook 02 prints and the README quotes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Statistics over seeds, small classes, and figures a reader can use (issue 14)."""
+"""Statistics over seeds, small classes, and figures a reader can use."""
 
 from __future__ import annotations
 
