@@ -145,7 +145,7 @@ echo "==> Python: $PY ($WHERE)"
 # 'dev'. Elsewhere torch/torchvision are pinned to what is there and the extras come along.
 ON_PLATFORM=0
 [[ "$WHERE" == "Colab/Kaggle system Python" ]] && ON_PLATFORM=1
-EXTRAS="dev,lab"
+EXTRAS="dev,lab,docs"
 if [[ "$ON_PLATFORM" == 1 ]]; then
   EXTRAS=""
   [[ "$MODE" == "test" ]] && EXTRAS="dev"

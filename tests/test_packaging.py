@@ -25,14 +25,16 @@ def test_environment_yml_matches_pyproject():
     tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python >= 3.11")
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = {_name(r) for r in project["dependencies"] + extras["dev"] + extras["lab"]}
+    wanted = {
+        _name(r) for r in project["dependencies"] + extras["dev"] + extras["lab"] + extras["docs"]
+    }
     env = yaml.safe_load((PROJECT_ROOT / "environment.yml").read_text())
     conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     available = conda | {_name(p) for p in pip if not p.startswith("-e")}
     missing = {w for w in wanted if CONDA_NAMES.get(w, w) not in available}
     assert not missing, f"environment.yml lacks {sorted(missing)}"
-    assert "-e .[dev,lab]" in pip, "environment.yml must install the project itself"
+    assert "-e .[dev,lab,docs]" in pip, "environment.yml must install the project itself"
 
 
 def test_the_front_end_is_an_extra_not_a_core_dependency():

@@ -13,6 +13,7 @@ import itertools
 import re
 import string
 from dataclasses import KW_ONLY, dataclass
+from pathlib import Path
 from typing import get_args
 
 from cxrlib.core.config import SeedModels
@@ -92,7 +93,7 @@ TABLE, FIGURE, REPORT = "table", "figure", "report"
 _FILES = {
     TABLE: ("tables/{name}.csv", "tables/{name}.md"),
     FIGURE: ("figures/{name}.png", "figures/{name}.pdf"),
-    REPORT: ("{name}.md",),
+    REPORT: ("{name}.md", "{name}.html"),
 }
 #: CheXNet's per-class tables: Table 1 on CXR11, Table 2 on CXR14 (other datasets: neither).
 _CHEXNET_TABLES = {"cxr11": "table1", "cxr14": "table2"}
@@ -159,10 +160,13 @@ OUTPUTS: dict[str, Output] = {
                "Images per split part, ours beside the papers'."),
         Output("class_positives", TABLE, "class_positives_{dataset}", (_DATA,),
                "Positive images per class."),
-        Output("class_positives_figure", FIGURE, "class_positives", (_DATA,)),
-        Output("cooccurrence", FIGURE, "cooccurrence_{dataset}", (_DATA,)),
+        Output("class_positives_figure", FIGURE, "class_positives", (_DATA,),
+               "Positive images per class and split part."),
+        Output("cooccurrence", FIGURE, "cooccurrence_{dataset}", (_DATA,),
+               "Label co-occurrence on {dataset}."),
         Output("leakage", TABLE, "leakage", (_DATA,), "Patients shared between split parts."),
-        Output("samples", FIGURE, "samples_{dataset}", (_DATA,)),
+        Output("samples", FIGURE, "samples_{dataset}", (_DATA,),
+               "Sample images of {dataset} with their annotations."),
         Output("model_summary", TABLE, "model_summary", (_MODELS,),
                "Registered models at paper size, 224 px."),
         Output("model_summary_as_trained", TABLE, "model_summary_as_trained", (_MODELS,),
@@ -178,11 +182,14 @@ OUTPUTS: dict[str, Output] = {
                "Test AUC (%) on {dataset}, {label}."),
         Output("metrics", TABLE, "metrics_{dataset}_{split}", _TRAIN,
                "Test metrics (%) on {dataset}."),
-        Output("roc", FIGURE, "roc_{dataset}_{split}_{model}", _TRAIN),
-        Output("training", FIGURE, "training_{dataset}_{split}", _TRAIN),
+        Output("roc", FIGURE, "roc_{dataset}_{split}_{model}", _TRAIN,
+               "Per-class ROC curves of {model} on {dataset}."),
+        Output("training", FIGURE, "training_{dataset}_{split}", _TRAIN,
+               "Training loss and validation mean AUC per epoch on {dataset}."),
         Output("ablation", TABLE, "ablation_{study}_{dataset}_{split}", (_ABLATIONS,),
                "{study} ablation on {dataset}, {label}."),
-        Output("ablation_figure", FIGURE, "ablation_{study}_{dataset}_{split}", (_ABLATIONS,)),
+        Output("ablation_figure", FIGURE, "ablation_{study}_{dataset}_{split}", (_ABLATIONS,),
+               "{study} ablation on {dataset}: mean test AUC with 95% CIs."),
         Output("table3", TABLE, "table3_chexnet_{dataset}_{split}", (_ABLATIONS,),
                "CheXNet Table 3 variants on {dataset}, {label}."),
         Output("per_class", TABLE, "{chexnet_table}_{dataset}_{split}", (_BASELINES,),
@@ -191,17 +198,41 @@ OUTPUTS: dict[str, Output] = {
                "Paired comparison with CheXNet on {dataset}, {label}."),
         Output("mean_auc_comparison", TABLE, "mean_auc_comparison_{split}", (_BASELINES,),
                "Mean test AUC per model and dataset."),
-        Output("roc_baselines", FIGURE, "roc_baselines_{dataset}_{split}", (_BASELINES,)),
-        Output("radar_baselines", FIGURE, "radar_baselines_{dataset}_{split}", (_BASELINES,)),
+        Output("roc_baselines", FIGURE, "roc_baselines_{dataset}_{split}", (_BASELINES,),
+               "Macro-average ROC curves of every model on {dataset}."),
+        Output("radar_baselines", FIGURE, "radar_baselines_{dataset}_{split}", (_BASELINES,),
+               "Per-class test AUC of every model on {dataset}."),
         Output("imagenet_init", TABLE, "imagenet_init_{dataset}_{split}", (_BASELINES,),
                "Scratch vs ImageNet initialisation on {dataset}, {label} (neither paper).",
                profiles=("paper",)),
-        Output("gradcam", FIGURE, "gradcam_{dataset}_{split}", (_GRADCAM,)),
+        Output("gradcam", FIGURE, "gradcam_{dataset}_{split}", (_GRADCAM,),
+               "Grad-CAM of CTransCNN, CheXNet and two baselines on {dataset}, with ground truth."),
         Output("localisation", TABLE, "localisation_{dataset}_{split}", (_GRADCAM,),
                "Grad-CAM localisation on {dataset}, {label}."),
         Output("report", REPORT, "REPORT", ("08_report",)),
     )
 }  # fmt: skip
+
+
+def figures_present(figures: Path, split: str) -> list[tuple[str, str]]:
+    """Every figure of :data:`OUTPUTS` in the folder ``figures`` for ``split``, in the order of
+    the outputs: ``(file name, caption)`` (the caption's coordinates read from the name)."""
+    found = []
+    for output in OUTPUTS.values():
+        if output.kind != FIGURE:
+            continue
+        fields = re.split(r"\{(\w+)\}", output.pattern)
+        regex = "".join(
+            f"(?P<{part}>.+?)" if i % 2 else re.escape(part) for i, part in enumerate(fields)
+        )
+        for path in sorted(figures.glob("*.png")):
+            match = re.fullmatch(regex, path.stem)
+            if match and match.groupdict().get("split", split) == split:
+                values = {
+                    k: v.upper() if k == "dataset" else v for k, v in match.groupdict().items()
+                }
+                found.append((path.name, output.caption.format(**values) or path.stem))
+    return found
 
 
 def outputs_of(notebook: str) -> list[Output]:
@@ -222,7 +253,7 @@ def produces(notebook: str) -> str:
         mine = list(dict.fromkeys(shown))
         names += mine
         if kind == REPORT and mine:
-            parts.append(", ".join(f"`{name}.md`" for name in mine))
+            parts.append(", ".join(f"`{name}.md`, `{name}.html`" for name in mine))
         elif mine:
             parts.append(f"{word} " + ", ".join(f"`{name}`" for name in mine))
     only_paper = [o.shown() for o in outputs_of(notebook) if o.profiles == ("paper",)]

@@ -1,17 +1,17 @@
 """Writing the tables and figures that the notebooks promise, in one layout, under the names
 :data:`cxrlib.paper.items.OUTPUTS` gives them (:func:`save`).
 
-Tables go to ``results/<profile>/tables/<name>.csv`` (machine-readable) and ``<name>.md``
-(for reading on GitHub and for the report); figures to ``results/<profile>/figures/<name>.png``
-(300 dpi) and ``<name>.pdf`` (vector, for papers). Every output made from phantom data says so,
-so that no one mistakes it for a paper result.
+Tables go to ``results/<profile>/tables/<name>.csv`` (machine-readable, every value as computed)
+and ``<name>.md`` (for reading on GitHub and for the report: one number format per quantity, no
+wider than a page, :mod:`cxrlib.paper.markdown`); figures to
+``results/<profile>/figures/<name>.png`` (300 dpi) and ``<name>.pdf`` (vector, for papers).
+Every output made from phantom data says so, so that no one mistakes it for a paper result.
 
 Figures share one style (:mod:`cxrlib.paper.style`).
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,7 @@ from cxrlib.core.fileio import atomic_write, atomic_write_text
 from cxrlib.data.datasets import PAPER_DATASETS, get_dataset
 from cxrlib.data.roots import data_source
 from cxrlib.paper.items import FIGURE, OUTPUTS, TABLE
+from cxrlib.paper.markdown import markdown_table
 
 PHANTOM_NOTE = "phantom data, not comparable with the paper"
 
@@ -72,9 +73,8 @@ def save_table(
     lines += [f"_Profile `{config.profile}`; {label or data_label(config)}._", ""]
     if df.attrs.get("note"):  # e.g. the classes with few test positives (comparison)
         lines += [df.attrs["note"], ""]
-    buffer = io.StringIO()
-    df.to_markdown(buffer, index=False)
-    atomic_write_text(folder / f"{name}.md", "\n".join(lines) + buffer.getvalue() + "\n")
+    text = "\n".join(lines) + markdown_table(df) + "\n"
+    atomic_write_text(folder / f"{name}.md", text)
     return csv_path
 
 

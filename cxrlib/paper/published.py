@@ -180,6 +180,31 @@ def published_mean_auc(model: str, dataset: str) -> float | None:
     return None
 
 
+def published_means() -> pd.DataFrame:
+    """Every model either paper reports a mean AUC for, with each dataset's value (None where
+    neither gives one) and where it is printed: CTransCNN's comparison, CheXNet's Tables 1-3."""
+    comparison = mean_auc()
+    models = list(comparison.index)
+    for dataset in ("cxr11", "cxr14"):
+        models += [m for m in per_class_auc(dataset).columns if m not in models]
+    rows = []
+    for model in models:
+        sources = []
+        if model in comparison.index:
+            sources.append("CTransCNN comparison")
+        if any(model in per_class_auc(d).columns for d in ("cxr11", "cxr14")):
+            sources.append("CheXNet Tables 1-3")
+        rows.append(
+            {
+                "model": model,
+                "cxr11": published_mean_auc(model, "cxr11"),
+                "cxr14": published_mean_auc(model, "cxr14"),
+                "printed in": ", ".join(sources),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def published_p_value(model: str, dataset: str) -> float | None:
     """CheXNet's paired t-test p-value of ``model`` against CheXNet on ``dataset`` (Tables 1-2),
     or None where the paper gives none."""

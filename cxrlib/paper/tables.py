@@ -101,10 +101,12 @@ def _small_note(small: dict[str, int]) -> str:
 
 def notes(runs: dict[str, RunResult], dataset: str | None = None, *extra: str) -> str:
     """The sentences under a table: why models are not comparable (once each), how they
-    computed, the papers' printed-mean discrepancies, and ``extra``."""
+    computed, the papers' printed-mean discrepancies of the models in the table, and
+    ``extra``."""
     lines = [reasons_note(runs), computation_note(runs)]
-    if dataset is not None:
-        lines += [f"Published: {note}." for note in printed_mean_notes(dataset) if note]
+    if dataset is not None:  # each note starts with its model's name
+        shown = [n for n in printed_mean_notes(dataset) if n and n.split(":")[0] in runs]
+        lines += [f"Published: {note}." for note in shown]
     return "\n\n".join(line for line in [*lines, *extra] if line)
 
 
@@ -328,6 +330,9 @@ def mean_auc_table(runs_by_dataset: dict[str, dict[str, RunResult]]) -> pd.DataF
         rows.append(row)
     table = pd.DataFrame(rows)
     every = {f"{m} ({d})": r for d, runs in runs_by_dataset.items() for m, r in runs.items()}
-    published = [n for d in runs_by_dataset for n in printed_mean_notes(d)]
+    published = [
+        n for d, runs in runs_by_dataset.items() for n in printed_mean_notes(d)
+        if n.split(":")[0] in runs
+    ]  # fmt: skip
     table.attrs["note"] = notes(every, None, *(f"Published: {n}." for n in published))
     return table

@@ -64,6 +64,20 @@ def test_run_all_smoke_end_to_end(isolated_outputs):
     table = (results / "tables" / "environment.md").read_text()
     assert "phantom data, not comparable with the paper" in table
     _check_report(results, isolated_outputs / "runs" / "smoke")
+    _check_report_html(results)
+
+
+def _check_report_html(results):
+    """REPORT.html opens in headless Chromium: the phantom warning first, every figure
+    embedded and shown, nothing wider than a laptop screen."""
+    from tests.browser import check_pages
+
+    html = (results / "REPORT.html").read_text()
+    assert 'src="figures/' not in html and html.count("data:image/png;base64,") >= 10
+    assert html.index('class="warning"') < html.index("<h1")
+    shots = {"REPORT.html": results.parent.parent / "report_screenshot.png"}  # beside, not in
+    (found,) = check_pages(results, ["REPORT.html"], shots, width=1366).values()
+    assert not found["broken"] and not found["failed"] and found["overflow"] <= 0, found
 
 
 def _check_report(results, runs):
@@ -77,7 +91,8 @@ def _check_report(results, runs):
     report = (results / "REPORT.md").read_text()
     for item in ITEMS:
         assert item.item in report and all(f"`{f}`" in report for f in item.paths("paper"))
-    assert "| yes |" in report and "| no |" not in report  # every item was produced
+    items = report[: report.index("## Mean test AUC")]
+    assert re.search(r"\|\s*yes\s*\|", items) and not re.search(r"\|\s*no\s*\|", items)
 
     finished = [f / "metrics.json" for f in RunKey.started(runs.parent, "smoke")]
     first = [RunKey.from_folder(p.parent) for p in finished if p.is_file()]
@@ -86,7 +101,10 @@ def _check_report(results, runs):
     ]
     assert len(finished) >= 40  # both datasets: variants, baselines and our two models
     start = report.index("## Mean test AUC, ours beside the papers'")
-    beside = report[start : report.index("\n## ", start + 1)].splitlines()
+    section = report[start : report.index("\n## ", start + 1)]
+    beside = section.splitlines()
+    assert max(len(line) for line in beside if line.startswith("|")) <= 160
+    reasons = dict(re.findall(r"^- \*\*(\w)\*\*: (.+)$", section, re.M))
     for path in finished:
         key = RunKey.from_folder(path.parent)
         seeds = [
@@ -97,10 +115,13 @@ def _check_report(results, runs):
         mean_auc = sum(json.loads(p.read_text())["test"]["mean_auc"] for p in seeds) / len(seeds)
         model, dataset = key.model, key.dataset.upper()
         rows = [line for line in beside if f"| {dataset} " in line and f"| {model} " in line]
-        cell = rf"\|\s*{mean_auc:.2f}\s*\|"  # a cell holding the value, however padded
+        cell = rf"\|\s*{mean_auc:.2f}( ± \d+\.\d\d)?\s*\|"  # the mean, ± sd with seeds
         assert any(re.search(cell, line) for line in rows), (path, rows)
-        # a phantom run is listed with its reason, never beside a published number
-        assert all("phantom data" in line for line in rows), path
+        # a phantom run is listed with its reason (a letter, said once below), never a Δ
+        for line in rows:
+            marker = line.strip().strip("|").split("|")[-1].strip()
+            assert "phantom data" in reasons[marker], (path, line)
         if model in ("ctranscnn_tiny", "chexnet_tiny"):  # the smoke profile's two seeds
-            assert len(seeds) == 2 and all(re.search(r"\|\s*0, 1\s*\|", x) for x in rows), rows
+            assert len(seeds) == 2 and all(re.search(r"\|\s*2 \(0, 1\)\s*\|", x) for x in rows)
+    assert not re.search(r"\bnan\b", report.lower()), "a missing value reads –, never nan"
     assert "78.47" in report  # the published CTransCNN CXR14 mean AUC, for reference

@@ -80,21 +80,33 @@ def test_report_puts_only_comparable_runs_beside_published_numbers(runs):
         if line.startswith("| CXR") and "[" in line
     }
     assert "78.47" in rows["ctranscnn_tiny"] and "-1.36" in rows["ctranscnn_tiny"]
+    assert beside_row(text, "ctranscnn_tiny")["not comparable"] == ""  # comparable: no letter
     chexnet = beside_row(text, "chexnet_tiny")
     assert chexnet["published"] == "76.80" and chexnet["Δ"] == "–"  # the paper's, no difference
-    assert "EPOCHS 100 (paper 300)" in chexnet["not comparable because"]
+    assert "EPOCHS 100 (paper 300)" in reason(text, chexnet)
     # the patient-split run is not in the paper-split table; the phantom one says why not
     assert "resnet50" not in rows
     beside = {r["model"]: r for r in markdown_table(text, "## Mean test AUC, ours beside")}
     assert beside["conformer_tiny"]["published"] == "81.45"  # a fact about the paper: shown
     assert beside["conformer_tiny"]["Δ"] == "–"  # but no difference for a phantom run
+    assert reason(text, beside["conformer_tiny"]) == "phantom data"
     assert beside["repvgg_a2"]["published"] == "76.53" and beside["repvgg_a2"]["Δ"] == "–"
-    assert "ran 2 of 300 epochs" in beside["repvgg_a2"]["not comparable because"]
+    assert "ran 2 of 300 epochs" in reason(text, beside["repvgg_a2"])
     assert "authors trained in fp32" in text
+    table = text[text.index("## Mean test AUC") : text.index("## The tested checkpoint")]
+    assert max(len(line) for line in table.splitlines() if line.startswith("|")) <= 160
     computed = markdown_table(text, "## How each run was computed")
     row = next(r for r in computed if r["model"] == "ctranscnn_tiny")
-    assert [row[k] for k in ("GPUs/processes", "micro-batch", "grad accum")] == ["2", "16", "1"]
-    assert [row[k] for k in ("global batch", "precision")] == ["32", "bf16"]
+    assert row["batch"] == "32 = 2 × 16 × 1" and row["precision"] == "bf16"
+
+
+def reason(text: str, row: dict[str, str]) -> str:
+    """The reason a row of the main table is not comparable: its letter, said below it once."""
+    section = text[text.index("## Mean test AUC") :]
+    for line in section.splitlines():
+        if line.startswith(f"- **{row['not comparable']}**: "):
+            return line.split("**: ", 1)[1]
+    raise AssertionError(f"no reason {row['not comparable']!r} under the table")
 
 
 def beside_row(text: str, model: str) -> dict[str, str]:
@@ -117,8 +129,9 @@ def markdown_table(text: str, heading: str) -> list[dict[str, str]]:
 
 @pytest.mark.slow
 def test_report_columns_of_a_finished_an_unfinished_and_a_phantom_run(isolated_outputs):
-    """Per row: the data, split, seeds, epochs run of planned, precision, global batch and the
-    device hours the runs took; a missing run's cost measured where a run measured it."""
+    """Per model: the seeds as a count with their ids, the mean ± sd, the reason once; per run:
+    the data, epochs run of planned, precision, global batch and the device hours it took; a
+    missing run's cost measured where a run measured it."""
     from cxrlib.paper.report import build_report
 
     paper = load_config("paper")
@@ -138,22 +151,26 @@ def test_report_columns_of_a_finished_an_unfinished_and_a_phantom_run(isolated_o
         r["model"]: r for r in markdown_table(text, "## Mean test AUC, ours beside the papers'")
     }
     finished = rows["ctranscnn_tiny"]
-    assert finished["data"] == "real" and finished["seeds"] == "0, 1"
-    assert finished["epochs run/planned"] == "300/300" and finished["precision"] == "bf16"
-    assert finished["global batch"] == "32" and finished["device hours"] == "4.000"  # 2×2×1 h
-    assert finished["ours"] == "78.00" and finished["± sd"] == "1.41"  # mean, sd of 77 and 79
+    assert finished["seeds"] == "2 (0, 1)"  # a count, with the ids beside
+    assert finished["ours (± sd)"] == "78.00 ± 1.41"  # mean, sd of 77 and 79
     assert finished["Δ"] == "-0.47"  # 78.00 - 78.47: both seeds are comparable
     waiting = rows["chexnet_tiny"]
-    assert waiting["seeds"] == "none finished (unfinished: 0)" and waiting["ours"] == "–"
-    assert waiting["epochs run/planned"] == "1/300" and waiting["device hours"] == "2.000"
-    assert waiting["not comparable because"] == "not finished (1/300 epochs)"
+    assert waiting["seeds"] == "none finished (0 unfinished)" and waiting["ours (± sd)"] == "–"
+    assert reason(text, waiting) == "not finished (1/300 epochs)"
     phantom = rows["conformer_tiny"]
-    assert phantom["data"] == "phantom" and phantom["not comparable because"] == "phantom data"
+    assert reason(text, phantom) == "phantom data" and "nan" not in text
     assert phantom["published"] == "81.45" and phantom["Δ"] == "–"
+    per_run = markdown_table(text, "## How each run was computed")
+    run = next(r for r in per_run if r["model"] == "ctranscnn_tiny" and r["seed"] == "0")
+    assert run["data"] == "real" and run["epochs"] == "300/300" and run["precision"] == "bf16"
+    assert run["batch"].startswith("32 = ")
+    assert run["device hours"] == "2.000"  # 2 epochs × 1800 s × 2 devices
+    assert next(r for r in per_run if r["model"] == "chexnet_tiny")["device hours"] == "2.000"
     # a missing run's cost: measured from the unfinished run's epoch on a T4 (2 h × 300), or
     # from FLOPs where nothing was measured (counted now: no notebook 02 table is needed)
     missing = markdown_table(text, "## Runs still missing")
-    chexnet = next(r for r in missing if r["model"] == "chexnet_tiny" and r["split"] == "patient")
+    assert {r["split"] for r in missing} == {"paper"}  # another split is not planned: not missing
+    chexnet = next(r for r in missing if r["model"] == "chexnet_tiny")
     cost = chexnet["cost of one run (paper recipe)"]
     assert cost.startswith("600.00 device hours (measured: 1 run(s) on Tesla T4)"), cost
     resnet = next(r for r in missing if r["model"] == "resnet50" and r["dataset"] == "CXR14")
