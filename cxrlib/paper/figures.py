@@ -23,8 +23,13 @@ from cxrlib.paper.tables import finished_runs, over_seeds
 from cxrlib.train.results import RunResult
 
 
+def _seed_of(run: RunResult) -> int:
+    return run.key.seed
+
+
 def plot_roc_curves(run: RunResult, title: str) -> plt.Figure:
-    """One ROC curve per class from the run's test predictions (its first seed)."""
+    """One ROC curve per class from the run's test predictions (its first seed: the title
+    and the legend say which)."""
     predictions = run.predictions()
     fig, ax = plt.subplots(figsize=(7, 5.5))
     aucs = run.metrics["test"]["per_class_auc"]
@@ -37,22 +42,24 @@ def plot_roc_curves(run: RunResult, title: str) -> plt.Figure:
     ax.set(
         xlabel="false positive rate",
         ylabel="true positive rate",
-        title=f"{run.metrics['model']} — {title}",
+        title=f"{run.metrics['model']}, seed {_seed_of(run)} — {title}",
     )
-    legend_outside(ax)
+    legend_outside(ax, title=f"class (test AUC, seed {_seed_of(run)})")
     return fig
 
 
 def plot_training_curves(runs: dict[str, RunResult], title: str) -> plt.Figure:
-    """Training loss and validation mean AUC per epoch, one line per run (first seeds)."""
+    """Training loss and validation mean AUC per epoch, one line per model: its first seed's
+    run (the legend says which seed)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for i, (name, run) in enumerate(runs.items()):
         history = run.history
         if history.empty:
             continue
         style = series_style(i)
-        left.plot(history["epoch"], history["train_loss"], label=name, **style)
-        right.plot(history["epoch"], history["val_mean_auc"], label=name, **style)
+        label = f"{name} (seed {_seed_of(run)})"
+        left.plot(history["epoch"], history["train_loss"], label=label, **style)
+        right.plot(history["epoch"], history["val_mean_auc"], label=label, **style)
     left.set(xlabel="epoch", ylabel="training loss")
     right.set(xlabel="epoch", ylabel="validation mean AUC (%)")
     for ax in (left, right):
@@ -63,8 +70,10 @@ def plot_training_curves(runs: dict[str, RunResult], title: str) -> plt.Figure:
 
 
 def plot_mean_auc(runs: dict[str, RunResult], title: str) -> plt.Figure:
-    """Mean test AUC per model (mean over seeds, each seed a dot) with the first run's
-    bootstrap 95% CI as error bars."""
+    """Mean test AUC per model as a dot plot: the mean over seeds (a diamond), each seed (a
+    small dot) and the first seed's bootstrap 95% CI (a bar). Dots need no zero on their axis,
+    so the axis spans the data -- unlike bars, whose length would mislead from any other
+    origin."""
     runs = finished_runs(runs)
     names = list(runs)
     means = np.array([over_seeds(runs[n], lambda t: t["mean_auc"])[0] for n in names])
@@ -72,25 +81,27 @@ def plot_mean_auc(runs: dict[str, RunResult], title: str) -> plt.Figure:
     high = np.array([runs[n].metrics["test_ci"]["mean_high"] for n in names])
     first = np.array([runs[n].metrics["test"]["mean_auc"] for n in names])
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names)) + 2.5, 4.2), layout="constrained")
-    ax.bar(range(len(names)), means, color=series_style(0)["color"], alpha=0.6,
-           label="mean over seeds")  # fmt: skip
-    ax.errorbar(range(len(names)), first, yerr=[first - low, high - first], fmt="none",
-                ecolor="black", capsize=3, label="95% CI (first seed)")  # fmt: skip
+    x = np.arange(len(names))
+    ax.errorbar(x, first, yerr=[first - low, high - first], fmt="none", ecolor="0.35",
+                elinewidth=1.2, capsize=4, label="95% CI (first seed)")  # fmt: skip
     for i, name in enumerate(names):
         seeds = [r.metrics["test"]["mean_auc"] for r in runs[name].seeds]
-        ax.scatter([i] * len(seeds), seeds, color="black", s=10, zorder=3,
+        ax.scatter([i] * len(seeds), seeds, color="black", s=12, zorder=3,
                    label="each seed" if i == 0 else None)  # fmt: skip
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.scatter(x, means, marker="D", s=46, color=series_style(0)["color"], zorder=4,
+               label="mean over seeds")  # fmt: skip
+    ax.set_xticks(x, names, rotation=45, ha="right")
     ax.set_ylabel("mean test AUC (%)")
-    ax.set_ylim(max(0, low.min() - 5), min(100, high.max() + 5))
+    ax.set_ylim(max(0, low.min() - 3), min(100, high.max() + 3))
+    ax.grid(axis="y", color="0.9")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
 def plot_macro_roc(runs: dict[str, RunResult], title: str) -> plt.Figure:
-    """Macro-average ROC curve of each model's first run (per-class curves interpolated,
-    then averaged)."""
+    """Macro-average ROC curve of each model's first seed's run (per-class curves
+    interpolated, then averaged); the legend names the seed and the run's test mean AUC."""
     grid = np.linspace(0, 1, 201)
     fig, ax = plt.subplots(figsize=(7, 5.5))
     for i, (name, run) in enumerate(finished_runs(runs).items()):
@@ -102,21 +113,23 @@ def plot_macro_roc(runs: dict[str, RunResult], title: str) -> plt.Figure:
                 fpr, tpr, _ = roc_curve(labels[:, k], scores[:, k])
                 curves.append(np.interp(grid, fpr, tpr))
         mean_auc = run.metrics["test"]["mean_auc"]
-        label = f"{name} ({mean_auc:.1f})"
+        label = f"{name} (seed {_seed_of(run)}: {mean_auc:.1f})"
         ax.plot(grid, np.mean(curves, axis=0), lw=1.3, label=label, **series_style(i))
     ax.plot([0, 1], [0, 1], color="0.5", ls=":", lw=0.8)
     ax.set(xlabel="false positive rate", ylabel="true positive rate (macro average)", title=title)
-    legend_outside(ax)
+    legend_outside(ax, title="model (seed: test mean AUC)")
     return fig
 
 
 def plot_radar(runs: dict[str, RunResult], title: str) -> plt.Figure:
     """Per-class test AUC of each model (mean over its seeds) on a radar chart whose radial
-    axis spans the data (undefined classes at 50)."""
+    axis spans the data (undefined classes at 50). The rings' values sit in the middle of the
+    gap between the first two classes' spokes, on white, above the lines, so that neither the
+    data nor a class name hides them; the class names stand outside the outer ring."""
     runs = finished_runs(runs)
     classes = next(iter(runs.values())).metrics["classes"]
     angles = np.linspace(0, 2 * np.pi, len(classes), endpoint=False)
-    fig, ax = plt.subplots(figsize=(8, 7), subplot_kw={"projection": "polar"})
+    fig, ax = plt.subplots(figsize=(8.5, 7.5), subplot_kw={"projection": "polar"})
     everything = []
     for i, (name, run) in enumerate(runs.items()):
         values, _ = over_seeds(run, lambda t: t["per_class_auc"])
@@ -124,12 +137,18 @@ def plot_radar(runs: dict[str, RunResult], title: str) -> plt.Figure:
         everything.append(values)
         style = series_style(i) | {"marker": None}
         ax.plot(
-            np.append(angles, angles[0]), np.append(values, values[0]), lw=1.2, label=name, **style
-        )
+            np.append(angles, angles[0]), np.append(values, values[0]), lw=1.2, label=name,
+            zorder=2, **style,
+        )  # fmt: skip
     ax.set_xticks(angles, classes, fontsize=7)
+    ax.tick_params(axis="x", pad=14)  # class names clear of the outer ring and its value
     ax.set_ylim(*radial_limits(np.concatenate(everything)))
-    ax.set_title(title, pad=24)
-    legend_outside(ax, anchor=(1.12, 1.0))
+    ax.set_rlabel_position(np.degrees(np.pi / len(classes)))  # mid-gap of the first spokes
+    for label in ax.get_yticklabels():
+        label.set(fontsize=7, zorder=5, ha="center", va="center")
+        label.set_bbox({"facecolor": "white", "edgecolor": "none", "alpha": 0.9, "pad": 1.2})
+    ax.set_title(title, pad=30)
+    legend_outside(ax, anchor=(1.15, 1.0), title="model (mean over seeds)")
     return fig
 
 

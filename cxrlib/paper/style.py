@@ -52,10 +52,12 @@ def series_style(i: int) -> dict:
     }
 
 
-def legend_outside(ax, anchor: tuple[float, float] = (1.02, 1.0)) -> None:
-    """The axes' legend to the right of the data (nothing hidden under it), and a layout
-    that leaves room for it."""
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=anchor, borderaxespad=0, frameon=False)
+def legend_outside(ax, anchor: tuple[float, float] = (1.02, 1.0), title: str | None = None) -> None:
+    """The axes' legend to the right of the data (nothing hidden under it), with ``title``
+    saying what its entries are (which seed, or the mean over seeds), and a layout that
+    leaves room for it."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=anchor, borderaxespad=0,
+              frameon=False, title=title, title_fontsize=7, alignment="left")  # fmt: skip
     if ax.figure.get_layout_engine() is None:  # a constrained layout makes room by itself
         ax.figure.tight_layout()
 

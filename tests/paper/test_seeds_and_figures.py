@@ -212,7 +212,7 @@ def _drawn_texts(fig):
 
 def _overlapping_texts(fig) -> list[tuple[str, str]]:
     """Pairs of drawn texts of ``fig`` whose boxes overlap."""
-    fig.canvas.draw()
+    fig.canvas.draw()  # (polar axes included: the radar's class names and ring values)
     renderer = fig.canvas.get_renderer()
     boxes = [(t, t.get_window_extent(renderer)) for t in _drawn_texts(fig)]
     boxes = [(t, box.shrunk(0.98, 0.9)) for t, box in boxes if box.width > 0]
@@ -224,10 +224,39 @@ def _overlapping_texts(fig) -> list[tuple[str, str]]:
     ]
 
 
+def _texts_hidden_by_lines(fig) -> list[str]:
+    """Drawn texts that a data line crosses without the text standing on an opaque box above
+    it: a tick label written over the curves (as the radar's ring values once were)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    hidden = []
+    for text in _drawn_texts(fig):
+        box = text.get_window_extent(renderer).shrunk(0.9, 0.8)
+        patch = text.get_bbox_patch()
+        shielded = patch is not None and (patch.get_alpha() or 1) >= 0.8
+        for ax in fig.axes:
+            for line in ax.get_lines():
+                xs, ys = line.get_xdata(orig=False), line.get_ydata(orig=False)
+                if len(xs) < 2 or not line.get_visible():
+                    continue
+                # the line as drawn: each segment sampled in data space, then to the screen
+                t = np.linspace(0, 1, 40)[:, None]
+                x = (np.asarray(xs[:-1], float) * (1 - t) + np.asarray(xs[1:], float) * t).ravel()
+                y = (np.asarray(ys[:-1], float) * (1 - t) + np.asarray(ys[1:], float) * t).ravel()
+                points = line.get_transform().transform(np.column_stack([x, y]))
+                px, py = points[:, 0], points[:, 1]
+                inside = ((box.x0 <= px) & (px <= box.x1) & (box.y0 <= py) & (py <= box.y1)).any()
+                if inside and not (shielded and text.get_zorder() > line.get_zorder()):
+                    hidden.append(f"{text.get_text()!r} under {line.get_label()!r}")
+                    break
+    return hidden
+
+
 @pytest.mark.slow
 def test_figures_have_no_overlapping_text(seeded, monkeypatch):
-    """The ablation bar chart's labels (once a two-line y-label that ran into the title), the
-    ROC, radar and training figures: no two texts drawn over each other."""
+    """The ablation dot plot's labels (once a two-line y-label that ran into the title), the
+    ROC, radar and training figures: no two texts drawn over each other, and no label under
+    a data line (the radar's ring values once sat on the curves and on the class names)."""
     from cxrlib.paper.figures import plot_mean_auc
 
     runs, _ = seeded
@@ -237,6 +266,25 @@ def test_figures_have_no_overlapping_text(seeded, monkeypatch):
             runs, "cxr11: phantom data, not comparable with the paper"
         ),
         "macro ROC": plot_macro_roc(runs, "cxr11: phantom data"),
+        "radar": plot_radar(runs, "cxr11: phantom data, not comparable with the paper"),
     }
     for name, fig in figures.items():
         assert _overlapping_texts(fig) == [], name
+        assert _texts_hidden_by_lines(fig) == [], name
+
+
+def test_the_overlap_checks_catch_the_old_radar():
+    """The radar as it was drawn before (ring values at matplotlib's default place, on the
+    curves, the outer value on a class name): both checks fail on it."""
+    import matplotlib.pyplot as plt
+
+    classes = ["ETT-Abnormal", "ETT-Borderline", "ETT-Normal", "NGT-Abnormal", "NGT-Borderline"]
+    angles = np.linspace(0, 2 * np.pi, len(classes), endpoint=False)
+    fig, ax = plt.subplots(figsize=(8, 7), subplot_kw={"projection": "polar"})
+    for i, values in enumerate(([95, 90, 80, 60, 70], [99, 97, 60, 55, 65])):
+        ax.plot(np.append(angles, 0), [*values, values[0]], label=f"model {i}")
+    ax.set_xticks(angles, classes, fontsize=7)
+    ax.set_ylim(40, 100)
+    problems = _texts_hidden_by_lines(fig) + [" ".join(p) for p in _overlapping_texts(fig)]
+    assert problems, "the old radar passes the checks: they would not see its overlaps"
+    plt.close(fig)
