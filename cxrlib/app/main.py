@@ -18,6 +18,8 @@ from cxrlib.core.errors import RunNotFinishedError, UserError
 from cxrlib.core.workspace import Workspace, project_root
 
 Handler = Callable[[argparse.Namespace, Config], int]
+#: Commands that only read: a folder on an unmounted Google Drive is theirs to explain.
+READ_ONLY = frozenset({"status"})
 
 
 #: The options that set the configuration and the workspace, by name; each command takes those
@@ -55,9 +57,10 @@ def _add_config_options(parser: argparse.ArgumentParser, options: Sequence[str])
             parser.add_argument(f"--{option}", help=helps[option])
 
 
-def workspace_from_args(args: argparse.Namespace) -> Workspace:
-    """The environment's workspace with the folders and data roots the options name; a Drive
-    that is not mounted, or a data root of no dataset, is an error at once."""
+def workspace_from_args(args: argparse.Namespace, writing: bool = True) -> Workspace:
+    """The environment's workspace with the folders and data roots the options name; a data
+    root of no dataset is an error at once, and so, for a command that writes, is a folder on a
+    Google Drive that is not mounted (a command that only reads says so itself)."""
     roots = getattr(args, "data_roots", [])
     workspace = Workspace.from_env().replace(
         data=getattr(args, "data_dir", None),
@@ -69,7 +72,7 @@ def workspace_from_args(args: argparse.Namespace) -> Workspace:
         from cxrlib.data.roots import check_data_roots  # start-up time: only with a root
 
         check_data_roots(workspace)
-    return workspace.check()
+    return workspace.check() if writing else workspace
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -320,11 +323,10 @@ def _add_status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_status(args: argparse.Namespace, config: Config) -> int:
-    from cxrlib.train.results import progress_lines  # start-up time
+    from cxrlib.app.status import status_lines  # start-up time
 
     folder = Path(args.folder) if args.folder else config.workspace.runs
-    lines = progress_lines(folder)
-    print("\n".join(lines) if lines else f"no run under {folder}")
+    print("\n".join(status_lines(folder, config.workspace)))
     return 0
 
 
@@ -460,7 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "profile"):
             config = config_from_args(args)
         else:  # a command with no profile reads only the workspace's folders
-            config = load_config("smoke", workspace=workspace_from_args(args))
+            writing = args.command not in READ_ONLY
+            config = load_config("smoke", workspace=workspace_from_args(args, writing))
         return args.handler(args, config)
     except UserError as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

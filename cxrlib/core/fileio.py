@@ -2,9 +2,12 @@
 
 A crash (or a killed Colab session) mid-write leaves the previous file intact and never a
 half-written one, because ``os.replace`` is atomic on POSIX and Windows. On Google Drive a
-replaced or deleted file goes to the trash and still counts against the user's quota, so large
-files there are overwritten in place (:func:`overwrite_in_place`) and emptied before they are
-deleted (:func:`remove_file`). The temporary file is
+replaced or deleted file goes to the trash and still counts against the user's quota, so every
+file there is written in place instead (:func:`atomic_write` does it by itself: a file that only
+grew -- ``epochs.csv`` each epoch -- gets its new tail appended, any other is truncated and
+rewritten from memory in one write), and one that must go is emptied, flushed to Drive, then
+deleted (:func:`remove_file`). Checkpoints, which a crash mid-write on Drive must not lose,
+alternate between two files (:mod:`cxrlib.train.checkpoints`). The temporary file is
 named ``.<target>.<random>.tmp``; :func:`remove_stale_temp_files` removes those that a killed
 process left behind. The finished file gets the permissions an ordinary ``open`` would give it
 (0666 less the umask), not the 0600 of ``tempfile.mkstemp``.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from cxrlib.core.errors import DiskSpaceError
+from cxrlib.core.platform import on_drive
 
 
 def human_size(nbytes: int) -> str:
@@ -65,10 +70,19 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
     """Open a temporary file for writing; on success rename it to ``path``.
 
     On any exception the temporary file is removed and ``path`` is left untouched. A full disk
-    raises :class:`~cxrlib.core.errors.DiskSpaceError` naming the file.
+    raises :class:`~cxrlib.core.errors.DiskSpaceError` naming the file. On Google Drive the
+    content is gathered in memory and written into ``path`` itself (:func:`write_on_drive`).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if on_drive(target):
+        buffer = io.BytesIO() if "b" in mode else io.StringIO(newline=open_kwargs.get("newline"))
+        yield buffer
+        data = buffer.getvalue()
+        if isinstance(data, str):
+            data = data.encode(open_kwargs.get("encoding") or "utf-8")
+        write_on_drive(target, data)
+        return
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent
     )
@@ -93,14 +107,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         handle.write(text)
 
 
+def write_on_drive(path: Path, data: bytes) -> None:
+    """``data`` into the file ``path`` itself (Google Drive keeps every replaced file in its
+    trash): only the new tail appended when the file already holds the rest (a history that
+    grew by a row), else truncated and rewritten in one write; flushed to disk either way."""
+    try:
+        old = path.read_bytes() if path.is_file() else None
+        if old is not None and len(data) >= len(old) and data.startswith(old):
+            if len(data) > len(old):
+                with open(path, "ab") as handle:
+                    handle.write(data[len(old) :])
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            return
+        overwrite_in_place(path, lambda handle: handle.write(data))
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise disk_full_error(path, err) from err
+        raise
+
+
 def remove_file(path: str | os.PathLike) -> None:
-    """Delete ``path`` if it exists, emptying it first (truncated to 0 bytes): on Google Drive a
-    deleted file goes to the trash and keeps counting against the quota unless it is empty."""
+    """Delete ``path`` if it exists, emptying it first (truncated to 0 bytes and flushed to
+    disk, so that the emptied version is the one Drive uploads): on Google Drive a deleted file
+    goes to the trash and keeps counting against the quota unless it is empty."""
     path = Path(path)
     with contextlib.suppress(FileNotFoundError):
         if path.stat().st_size:
             with open(path, "r+b") as handle:
                 handle.truncate(0)
+                handle.flush()
+                os.fsync(handle.fileno())
         path.unlink()
 
 

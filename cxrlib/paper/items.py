@@ -16,9 +16,11 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import get_args
 
-from cxrlib.core.config import SeedModels
+from cxrlib.core.config import Config, SeedModels
+from cxrlib.data.datasets import PAPER_DATASETS
 from cxrlib.models.registry import studies, study
 from cxrlib.paper.published import mean_auc
+from cxrlib.train.layout import RunKey
 
 #: The ablation studies and their models, in the order of their tables (from the registry:
 #: :func:`cxrlib.models.registry.study`): CTransCNN without each of its modules
@@ -340,3 +342,21 @@ def models_of(notebook: str) -> list[str]:
 def expected_models() -> list[str]:
     """Every model some paper item needs (the report lists those still missing)."""
     return list(dict.fromkeys(m for item in ITEMS for m in item.models))
+
+
+def planned_runs(config: Config) -> list[RunKey]:
+    """Every run the notebooks train under ``config``: each model some paper item needs, on
+    both papers' datasets, in its split, from scratch -- ``SEEDS`` seeds for the models of
+    ``SEED_MODELS``, one for the others (what ``python -m cxrlib status`` lists as not
+    started until a run's folder exists)."""
+    seeded = set(seeded_models(config.train.seed_models))
+    keys = []
+    for dataset in PAPER_DATASETS:
+        for model in expected_models():
+            seeds = config.train.seeds if model in seeded else 1
+            for k in range(seeds):
+                keys.append(
+                    RunKey(config.profile, dataset, config.data.split, model,
+                           seed=config.train.seed + k)
+                )  # fmt: skip
+    return keys

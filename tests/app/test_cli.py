@@ -97,13 +97,40 @@ def test_status_says_how_far_every_run_got(isolated_outputs, capsys):
     train_run(load_config("smoke", seed=1, **tiny), "cxr11", progress=False, max_steps=1)
     capsys.readouterr()
     assert main(["status", str(isolated_outputs / "runs")]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2
+    everything = capsys.readouterr().out.splitlines()
+    lines, planned = everything[:2], everything[2:]
     # each run named with its profile and split, so that neither is taken for the other
     assert "cxr11 resnet34 seed 0 (smoke profile, paper split): finished, test mean AUC" in lines[0]
     assert (
         "resnet34 seed 1 (smoke profile, paper split): started, no epoch finished yet" in lines[1]
     )
     assert main(["status", "--runs-dir", str(isolated_outputs / "runs")]) == 0  # the same
-    assert capsys.readouterr().out.splitlines() == lines
+    assert capsys.readouterr().out.splitlines() == everything
     assert "train.log" in lines[1]
+    # the runs the profile plans and nobody started yet, per dataset and split
+    assert [p.split(":")[0] for p in planned] == [
+        "cxr14 (smoke profile, paper split)",
+        "cxr11 (smoke profile, paper split)",
+    ]
+    cxr11 = planned[1].split("not started: ")[1].split(", ")
+    assert "ctranscnn_tiny" in cxr11 and "ctranscnn_tiny (seed 1)" in cxr11
+    assert "resnet34" not in cxr11  # started
+
+
+def test_status_on_an_unmounted_drive_says_to_mount_it_and_writes_nothing(
+    isolated_outputs, monkeypatch, capsys
+):
+    from cxrlib.core.platform import DRIVE_MOUNT_ENV
+
+    mount = isolated_outputs / "content" / "drive"  # /content/drive without drive.mount
+    monkeypatch.setenv(DRIVE_MOUNT_ENV, str(mount))
+    runs = mount / "MyDrive" / "cxr-runs"
+    assert main(["status", "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "not mounted, so its runs cannot be read" in err and "drive.mount(" in err
+    assert "nothing was written" not in err and "run status again" in err
+    link = isolated_outputs / "mydrive"  # ln -s /content/drive/MyDrive /mydrive
+    link.symlink_to(mount / "MyDrive", target_is_directory=True)
+    assert main(["status", str(link / "cxr-runs")]) == 2
+    assert "not mounted" in capsys.readouterr().err
+    assert not mount.exists()
