@@ -23,6 +23,7 @@ import pandas as pd
 from cxrlib.app.envinfo import environment_report
 from cxrlib.app.parameters import config_and_extras
 from cxrlib.core.config import Config
+from cxrlib.core.errors import UserError
 from cxrlib.data.datasets import PAPER_DATASETS, get_dataset
 from cxrlib.data.prepare import PreparedDataset, prepare_dataset
 from cxrlib.data.roots import locate
@@ -39,6 +40,31 @@ from cxrlib.paper.fidelity import FIXTURE_ENV, fidelity_table
 from cxrlib.paper.outputs import data_label, save
 from cxrlib.paper.report import write_report
 
+
+def show_user_errors_as_sentences() -> None:
+    """In a notebook, an expected error (:class:`~cxrlib.core.errors.UserError`: a Drive that is
+    not mounted, bad data, a mismatched run) is shown as its one sentence, not under a traceback
+    of the kit's frames; the cell still fails, so ``Run all`` and papermill stop there."""
+    try:
+        from IPython import get_ipython  # here: only inside an IPython kernel
+    except ImportError:  # pragma: no cover - IPython comes with every Jupyter
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+
+    def one_sentence(shell, etype, value, tb, tb_offset=None):
+        # IPython leaves the showing to the handler: the kernel's own way of sending an error
+        # (an "error" output papermill and Jupyter show), with the sentence as its traceback
+        stb = [f"error: {' '.join(str(value).split())}"]
+        shell._showtraceback(etype, value, stb)
+        return stb
+
+    shell.set_custom_exc((UserError,), one_sentence)
+
+
+show_user_errors_as_sentences()
+
 #: The notebooks' own parameters (beyond the configuration's and the session's) and their
 #: types; ``None`` always means "what the paper items need".
 NOTEBOOK_PARAMETERS: dict[str, type] = {
@@ -51,6 +77,9 @@ NOTEBOOK_PARAMETERS: dict[str, type] = {
     "CAMS": dict,  # 07: model -> branches
     "FIGURE_CLASSES": dict,  # 07: dataset -> classes of the figure's rows
     "EXPECTED_MODELS": list,  # 08: the models the report counts as missing when not run
+    # 03-07: models whose runs start over, every seed (their files discarded); a one-off --
+    # set it back to None once they have started again, or the next run discards them again
+    "RESTART": list,
 }
 
 
@@ -77,11 +106,15 @@ class Session:
         return list(default if value is None else value)
 
 
-def start(namespace: Mapping[str, Any]) -> Session:
+def start(namespace: Mapping[str, Any], reads: str = "data") -> Session:
     """Validate a notebook's parameters (``globals()``), set its workspace and time limit, say
-    what it will use; an unknown or out-of-range parameter is an error naming what is allowed."""
+    what it will use; an unknown or out-of-range parameter is an error naming what is allowed.
+    ``reads="results"`` (the report): with ``PROFILE = None`` and no real data here, the profile
+    is that of the results the notebook is pointed at."""
+    if reads not in ("data", "results"):
+        raise ValueError(f"reads must be 'data' or 'results'; got {reads!r}")
     extra = {n: t for n, t in NOTEBOOK_PARAMETERS.items() if n in namespace}
-    config, extras = config_and_extras(namespace, **extra)
+    config, extras = config_and_extras(namespace, profile_from_results=reads == "results", **extra)
     if extras.get("DATASET"):
         datasets = {get_dataset(extras["DATASET"]).name: extras["DATASET"]}
     else:
@@ -90,6 +123,11 @@ def start(namespace: Mapping[str, Any]) -> Session:
     session = Session(config, extras, datasets)
     print(summary(session))
     return session
+
+
+def _train(s: Session, source: str, models: list[str], **kwargs) -> dict:
+    """:func:`~cxrlib.paper.experiments.train_models` with the notebook's ``RESTART``."""
+    return train_models(s.config, source, models, restart=s.wanted("RESTART", []), **kwargs)
 
 
 def summary(s: Session) -> str:
@@ -207,7 +245,7 @@ def training_hours(s: Session) -> pd.DataFrame:
 
 def train(s: Session) -> dict:
     """Each model of ``MODELS`` (default CTransCNN and CheXNet) trained, resumed or read back."""
-    return train_models(s.config, _only(s)[1], s.wanted("MODELS", items.MAIN_MODELS))
+    return _train(s, _only(s)[1], s.wanted("MODELS", items.MAIN_MODELS))
 
 
 def per_class_auc(s: Session, runs: dict) -> pd.DataFrame:
@@ -250,7 +288,7 @@ def ablation_hours(s: Session) -> pd.DataFrame:
 def train_ablations(s: Session) -> dict:
     """Every variant of both studies on every dataset: ``{(study, dataset): runs}``."""
     return {
-        (study, name): train_models(s.config, source, members)
+        (study, name): _train(s, source, members)
         for study, (members, _) in _studies(s).items()
         for name, source in s.datasets.items()
     }
@@ -286,7 +324,7 @@ def baseline_hours(s: Session) -> pd.DataFrame:
 def train_baselines(s: Session) -> dict:
     """Every model of CheXNet Tables 1-2 and CTransCNN's comparison: ``{dataset: runs}``."""
     models = s.wanted("MODELS", items.models_of("06_baselines"))
-    return {name: train_models(s.config, source, models) for name, source in s.datasets.items()}
+    return {name: _train(s, source, models) for name, source in s.datasets.items()}
 
 
 def chexnet_tables_1_2(s: Session, runs: dict) -> pd.DataFrame:
@@ -326,7 +364,7 @@ def train_from_imagenet(s: Session, runs: dict) -> dict:
     models = imagenet_models(s.config, s.extras.get("IMAGENET_MODELS"), scratch)
     overrides = {"pretrained": "imagenet"}
     return {
-        name: train_models(s.config, source, models, overrides=overrides)
+        name: _train(s, source, models, overrides=overrides)
         for name, source in s.datasets.items()
         if models
     }
@@ -348,7 +386,7 @@ def _branches(s: Session) -> dict[str, list[str]]:
 def train_cam_models(s: Session) -> dict:
     """The models of the Grad-CAM figure, read back from their runs (trained if missing)."""
     models = list(_branches(s))
-    return {name: train_models(s.config, source, models) for name, source in s.datasets.items()}
+    return {name: _train(s, source, models) for name, source in s.datasets.items()}
 
 
 def cam_models(s: Session, runs: dict) -> dict:

@@ -23,7 +23,7 @@ from typing import Any
 
 from cxrlib.app.time_limit import end_pause, set_time_limit
 from cxrlib.core import platform
-from cxrlib.core.config import PARAMETER_NAMES, Config, ConfigError, load_config
+from cxrlib.core.config import PARAMETER_NAMES, PROFILES, Config, ConfigError, load_config
 from cxrlib.core.workspace import FOLDER_PARAMETERS, Workspace
 from cxrlib.data.datasets import PAPER_DATASETS
 from cxrlib.data.download import download
@@ -110,7 +110,25 @@ def config_from_notebook(namespace: Mapping[str, Any]) -> Config:
     return config_and_extras(namespace)[0]
 
 
-def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tuple[Config, dict]:
+def profile_of_results(workspace: Workspace) -> str | None:
+    """The profile whose results or runs the workspace holds, when that is one profile; None
+    when it holds none. Both held is an error that names them: the user says which."""
+    found = [
+        p for p in PROFILES
+        if (workspace.results / p).is_dir() or (workspace.runs / p).is_dir()
+    ]  # fmt: skip
+    if len(found) > 1:
+        raise ConfigError(
+            f"PROFILE = None, no real data is found here, and {workspace.results} and "
+            f"{workspace.runs} hold results of both profiles ({', '.join(found)}): set PROFILE "
+            "to the one to report"
+        )
+    return found[0] if found else None
+
+
+def config_and_extras(
+    namespace: Mapping[str, Any], *, profile_from_results: bool = False, **extra_types: type
+) -> tuple[Config, dict]:
     """Like :func:`config_from_notebook`, for notebooks with their own parameters too.
 
     ``extra_types`` names them and their type, e.g. ``MODELS=list``; their values are checked
@@ -118,7 +136,9 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
     need) and returned in a dict (``{"MODELS": [...]}``). The session parameters (folders and
     ``DATA_ROOTS``: the workspace; ``TIME_LIMIT_MINUTES``, ``DOWNLOAD``) are applied here; every
     other ALL-CAPS name is a config value. ``PROFILE = None``: ``paper`` where real data is
-    found, else ``smoke``.
+    found, else ``smoke`` -- except for a notebook that only reads results
+    (``profile_from_results``, the report): without real data on this machine it takes the
+    profile of the results it is pointed at (a fresh Colab VM reporting runs kept on Drive).
     """
     params = _parameters(namespace, tuple(extra_types))
     if "PROFILE" not in params:
@@ -137,7 +157,10 @@ def config_and_extras(namespace: Mapping[str, Any], **extra_types: type) -> tupl
         if value is not None and not isinstance(value, kind):  # None: the notebook's default
             raise ConfigError(f"parameter {name} must be {kind.__name__} or None; got {value!r}")
         extras[name] = value
-    profile = auto_profile(workspace) if profile is None else profile
+    if profile is None:
+        profile = auto_profile(workspace)
+        if profile != "paper" and profile_from_results:
+            profile = profile_of_results(workspace) or profile
     config = load_config(profile, workspace=workspace, **params)
     check_model(config.model.model)
     return config, extras

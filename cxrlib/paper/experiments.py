@@ -9,6 +9,8 @@ time limit held some back, it says so once (:func:`cxrlib.core.clock.announce_pa
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from torch import nn
 
 from cxrlib.core.clock import announce_pause
@@ -27,13 +29,15 @@ def train_models(
     names: list[str],
     *,
     overrides: dict | None = None,
+    restart: Collection[str] = (),
     **kwargs,
 ) -> dict[str, RunResult]:
     """:func:`~cxrlib.train.run.train_run` for each registered model in ``names`` (finished
     runs are read back), with ``overrides`` of the configuration (e.g. ``{"pretrained":
     "imagenet"}``). A model of ``SEED_MODELS`` (:func:`cxrlib.paper.items.seeded_models`)
     trains ``SEEDS`` times (seeds SEED, SEED+1, ...): the first seed's run is returned, the
-    others in its ``seed_runs``.
+    others in its ``seed_runs``. The models named in ``restart`` (a notebook's ``RESTART``) are
+    started over, every seed: their files are discarded first.
 
     When the session's time limit paused or held back a run, says so: in a notebook the later
     cells then only print "paused -- run again to resume", and the next run resumes.
@@ -41,12 +45,20 @@ def train_models(
     for name in names:  # every name checked before the first run starts
         check_model(name)
     bases = {name: config.override(model=name, **(overrides or {})) for name in names}
-    runs = {name: train_run(base, dataset, **kwargs) for name, base in bases.items()}
+    runs = {
+        name: train_run(base, dataset, restart=name in restart, **kwargs)
+        for name, base in bases.items()
+    }
     for name in seeded_models(config.train.seed_models):
         if name in runs:
             base = bases[name]
             runs[name].seed_runs = [
-                train_run(base.override(seed=base.train.seed + i), dataset, **kwargs)
+                train_run(
+                    base.override(seed=base.train.seed + i),
+                    dataset,
+                    restart=name in restart,
+                    **kwargs,
+                )
                 for i in range(1, base.train.seeds)
             ]
     waiting = {name: run for name, run in runs.items() if not all(r.finished for r in run.seeds)}

@@ -133,6 +133,15 @@ class RunKey:
         }
 
 
+def restart_hint(path: str | os.PathLike) -> str:
+    """How to start the run in ``path`` over, from the command line and from a notebook."""
+    try:
+        model = RunKey.from_folder(path).model
+    except ValueError:
+        model = "<model>"
+    return f"--restart on the command line, RESTART = [{model!r}] in a notebook"
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """One run's folder: the names of its files, its lock and its log."""

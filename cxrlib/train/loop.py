@@ -33,7 +33,7 @@ from cxrlib.data.loader import set_loader_epoch, to_model_input
 from cxrlib.data.prepare import PreparedDataset
 from cxrlib.evaluate.metrics import evaluate
 from cxrlib.train.checkpoints import CheckpointSaver, check_finite
-from cxrlib.train.layout import RunFolder
+from cxrlib.train.layout import RunFolder, restart_hint
 from cxrlib.train.losses import training_loss
 from cxrlib.train.model import run_card
 from cxrlib.train.results import write_history
@@ -165,7 +165,7 @@ class Trainer:
             f"loss is not finite at epoch {state.epoch + 1}, batch {batch + 1} of "
             f"{self.run.path}; its update was skipped and the run stopped. "
             f"{self.saver.last_good()}. Try a lower LR or PRECISION=fp32, or check the data; "
-            f"--restart starts the run over."
+            f"Starting the run over: {restart_hint(self.run.path)}."
         )
 
     # --- the epoch's end ---------------------------------------------------------------------

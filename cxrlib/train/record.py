@@ -21,7 +21,7 @@ from cxrlib.core.errors import RunConfigMismatchError, RunNotFinishedError
 from cxrlib.core.fileio import atomic_write_text
 from cxrlib.core.workspace import is_checkout
 from cxrlib.train.checkpoints import CheckpointSaver
-from cxrlib.train.layout import RunFolder
+from cxrlib.train.layout import RunFolder, restart_hint
 
 SETTINGS_VERSION = 2
 #: Configuration fields that may change between sessions of one run: they cannot change
@@ -131,7 +131,7 @@ def _refuse(run: RunFolder, differing: list[str], what: str) -> None:
         raise RunConfigMismatchError(
             f"{run.path} holds a run made with other {what} ({'; '.join(differing)}). "
             f"Resume it with the same settings, choose another SEED for a new run, or "
-            f"start it over with --restart (restart=True)."
+            f"start it over ({restart_hint(run.path)})."
         )
 
 

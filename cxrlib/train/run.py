@@ -173,8 +173,8 @@ def _announce(trainer: Trainer, dataset: DatasetDef, resuming: bool) -> None:
         return
     write_settings(run, trainer.settings)
     run.log(
-        f"started: {config.model.model} on {dataset.name} ({trainer.data.source} data, "
-        f"{config.data.split} split), {runtime.record()}; history in {run.log_file}"
+        f"started {config.model.model} on {dataset.name} ({trainer.data.source} data, "
+        f"{config.data.split} split) {runtime.describe()}; its history is in {run.log_file}"
     )
     if config.model.pretrained != "none":
         run.log(_init_message(trainer.model, config.model.pretrained))

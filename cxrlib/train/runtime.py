@@ -75,6 +75,22 @@ class Runtime:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def describe(self) -> str:
+        """How the run computes, as a sentence: ``on the CPU in fp32, batch 16 (1 process ×
+        16 images, 1 micro-batch per step), 0 loader workers``."""
+        where = (
+            f"on {self.world_size} × {torch.cuda.get_device_name(self.device)}"
+            if self.device.type == "cuda"
+            else f"on the {self.device.type.upper()}"
+        )
+        processes = "process" if self.world_size == 1 else "processes"
+        steps = "micro-batch" if self.grad_accum == 1 else "micro-batches"
+        return (
+            f"{where} in {self.precision}, batch {self.global_batch} ({self.world_size} "
+            f"{processes} × {self.micro_batch} images × {self.grad_accum} {steps} per step), "
+            f"{self.num_workers} loader workers"
+        )
+
     def record(self) -> dict:
         """What a run stores about how it was computed (shown in the report)."""
         return {

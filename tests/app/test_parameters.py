@@ -114,3 +114,25 @@ def test_a_torch_older_than_pyprojects_floor_is_named_before_anything_is_install
     assert "torch 2.4.0 is older than 2.10" in checked.stderr
     this = subprocess.run([sys.executable, str(script), "--check-floors", str(pyproject)])
     assert this.returncode == 0  # the torch this suite runs on
+
+
+def test_the_report_takes_the_profile_of_the_results_it_is_pointed_at(tmp_path, monkeypatch):
+    """A fresh Colab VM, no data on it, RESULTS_DIR and RUNS_DIR on Drive holding paper results:
+    notebook 08 (PROFILE = None) reports the paper profile, not the smoke one; where both
+    profiles' results are there it refuses, naming them."""
+    from cxrlib.app.parameters import config_and_extras
+    from cxrlib.core.config import ConfigError
+
+    for env in ("CXRLIB_DATA_ROOTS", "CXRLIB_RUNS_DIR", "CXRLIB_RESULTS_DIR"):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("CXRLIB_DATA_DIR", str(tmp_path / "open_data"))
+    results, runs = tmp_path / "drive" / "results", tmp_path / "drive" / "runs"
+    (results / "paper" / "tables").mkdir(parents=True)
+    params = {"PROFILE": None, "RESULTS_DIR": str(results), "RUNS_DIR": str(runs)}
+    assert config_and_extras(params)[0].profile == "smoke"  # a notebook that trains: no data
+    assert config_and_extras(params, profile_from_results=True)[0].profile == "paper"
+    (runs / "smoke").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"both profiles \(smoke, paper\)"):
+        config_and_extras(params, profile_from_results=True)
+    params["PROFILE"] = "smoke"  # said: no question
+    assert config_and_extras(params, profile_from_results=True)[0].profile == "smoke"

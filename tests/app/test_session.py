@@ -149,3 +149,57 @@ def test_bootstrap_installs_with_every_preinstalled_package_pinned(tmp_path, mon
     assert f"{len(pins)} preinstalled packages kept" in said
     with pytest.raises(SystemExit, match="ERROR: x"):
         namespace["install"](kit)
+
+
+@pytest.mark.slow  # papermill starts a kernel
+def test_an_expected_error_in_a_notebook_is_its_one_sentence(tmp_path):
+    """An unmounted Drive (a UserError) stops the notebook with one line, not under a
+    traceback of the kit's frames; papermill still sees the cell fail."""
+    import json
+    import os
+    import sys
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    runs = tmp_path / "content" / "drive" / "MyDrive" / "runs"
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            f"from cxrlib.app import notebook as nb\nPROFILE = 'smoke'\nRUNS_DIR = {str(runs)!r}\n"
+            "RESULTS_DIR = None\ns = nb.start(globals())"
+        )
+    ]
+    nbformat.write(nb, tmp_path / "in.ipynb")
+    env = {**os.environ, "CXRLIB_DRIVE_MOUNT": str(tmp_path / "content" / "drive")}
+    done = subprocess.run(
+        [sys.executable, "-m", "papermill", str(tmp_path / "in.ipynb"),
+         str(tmp_path / "out.ipynb"), "--kernel", "python3"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0  # the cell failed: Run all and papermill stop there
+    cells = json.loads((tmp_path / "out.ipynb").read_text())["cells"]
+    (error,) = [o for c in cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert error["ename"] == "DriveNotMountedError"
+    assert len(error["traceback"]) == 1 and error["traceback"][0].startswith("error: RUNS_DIR")
+    assert "drive.mount(" in error["traceback"][0]
+
+
+def test_restart_starts_the_named_models_over_and_no_other(isolated_outputs):
+    """A notebook's RESTART (the message of a refused resume names it): the named model's run
+    starts over from its first step, the other resumes."""
+    from cxrlib.train.checkpoints import CheckpointSaver
+    from cxrlib.train.layout import RunFolder
+
+    config = load_config("smoke", phantom_images=40, epochs=2, seeds=1)
+    names = ["resnet34", "resnet50"]
+    first = train_models(config, "cxr11", names, progress=False, max_steps=1)
+    again = train_models(config, "cxr11", names, restart=["resnet34"], progress=False, max_steps=2)
+    steps = {
+        name: CheckpointSaver(RunFolder(again[name].folder)).load_last()["state"]["step"]
+        for name in names
+    }
+    assert steps == {"resnet34": 2, "resnet50": 2}
+    assert first["resnet34"].folder == again["resnet34"].folder
+    log = (again["resnet34"].folder / "train.log").read_text()
+    assert log.count("started resnet34") == 1 and "resumed" not in log  # a new log: restarted
+    assert "resumed" in (again["resnet50"].folder / "train.log").read_text()

@@ -87,7 +87,7 @@ def test_notebook_conventions(path):
     assert "PROFILE" in names
     assert "RESULTS_DIR" in names, "each badge opens a fresh VM: say where results go"
     assert all(n.isupper() for n in names), "parameters are ALL-CAPS (cxrlib.core.config names)"
-    assert "nb.start(globals())" in code[1].source, "the next cell validates them (nb.start)"
+    assert "nb.start(globals()" in code[1].source, "the next cell validates them (nb.start)"
     modules = _cxrlib_modules(nb)
     assert len(modules) <= 3, f"at most three cxrlib modules per notebook: {sorted(modules)}"
 

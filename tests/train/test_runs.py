@@ -88,6 +88,7 @@ def test_resume_with_other_settings_is_refused_naming_the_difference_and_the_fla
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("error: ") and "--restart" in err and "LR" in err
+    assert f"RESTART = [{TINY.get('model', 'ctranscnn_tiny')!r}] in a notebook" in err
     # the flag the message names starts it over
     assert main(["train", "--dataset", "cxr11", *sets, "--set", "lr=0.003", "--restart"]) == 0
 
