@@ -164,3 +164,19 @@ def benchmark_sections(folder: Path = RESULTS) -> list[str]:
             lines.append(f"| {figure} | {value} |")
         sections.append(head + "\n\n" + "\n".join(lines))
     return sections or ["No benchmark has written a result yet."]
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="Print the benchmarks page (Markdown) from benchmarks/results/*.json: each "
+        "file's figures with its date, commit, machine and load."
+    )
+    parser.add_argument("--results", default=str(RESULTS), help="the folder of result files")
+    args = parser.parse_args()
+    print("\n\n".join(benchmark_sections(Path(args.results))))
+
+
+if __name__ == "__main__":
+    main()

@@ -40,3 +40,8 @@ class ModelFileError(UserError, ValueError):
 
 class DriveNotMountedError(UserError, FileNotFoundError):
     """A folder on Google Drive (under ``/content/drive``) while Drive is not mounted."""
+
+
+class DamagedFileError(UserError, OSError):
+    """A file the kit wrote reads back otherwise than written (truncated, altered, not parsable):
+    detected by its checksum or format, never used; the message names the file and the fix."""

@@ -21,6 +21,7 @@ from those written (a zeroed file), is rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -153,11 +154,42 @@ class CacheDamagedError(OSError):
     """A cache folder whose ``meta.json`` or pixels are not what its build wrote."""
 
 
+def _file_digest(path: Path) -> str:
+    """The SHA-256 of a file, read in 8 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 23), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+VERIFIED = "verified.json"
+
+
+def _verify_pixels(folder: Path, pixels: Path, digest: str) -> None:
+    """Check the whole pixel file against the digest its build wrote -- once per change of
+    the file: a ``verified.json`` beside it remembers the size and time of the file it
+    checked, so that an unchanged cache is not read in full at every run."""
+    stat = pixels.stat()
+    seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "digest": digest}
+    stamp = folder / VERIFIED
+    try:
+        if json.loads(stamp.read_text()) == seen:
+            return
+    except (OSError, ValueError):
+        pass
+    if _file_digest(pixels) != digest:
+        raise CacheDamagedError(f"{pixels} fails its checksum (altered after it was built)")
+    with contextlib.suppress(OSError):  # a read-only cache is checked again next time
+        atomic_write_text(stamp, json.dumps(seen))
+
+
 def open_cache(folder: Path) -> ImageCache:
     """Open a finished cache folder read-only (memory-mapped), checking that it is intact.
 
     Raises :class:`CacheDamagedError` when ``meta.json`` is missing or garbled, the pixel file
-    has the wrong size, or the probed rows differ from those written (e.g. zeroed).
+    has the wrong size, the probed rows differ from those written (e.g. zeroed), or the whole
+    file's SHA-256 differs from its build's (checked once per change of the file).
     """
     try:
         meta = json.loads((folder / "meta.json").read_text())
@@ -171,6 +203,8 @@ def open_cache(folder: Path) -> ImageCache:
     images = np.memmap(pixels, dtype=np.uint8, mode="r", shape=shape)
     if meta.get("probe") and _probe_digest(images) != meta["probe"]:
         raise CacheDamagedError(f"{pixels} differs from what was written (zeroed or altered)")
+    if meta.get("digest"):  # caches of earlier versions have the probe only
+        _verify_pixels(folder, pixels, meta["digest"])
     return ImageCache(folder, images, meta["image_ids"])
 
 
@@ -332,8 +366,10 @@ def _decode_rows_into(
 def _finish_build(partial: _Partial, final: Path, meta: dict) -> None:
     """Seal a complete build: its ``meta.json`` (with the probe), then its final name."""
     meta["probe"] = _probe_digest(partial.images)
+    partial.images.flush()
     folder = partial.folder
     del partial.images, partial.done
+    meta["digest"] = _file_digest(folder / "images.u8")
     (folder / "done.u8").unlink()
     (folder / "build.json").unlink()
     atomic_write_text(folder / "meta.json", json.dumps(meta))

@@ -13,6 +13,7 @@ operating points. :func:`load_model` needs nothing else: ``cxrlib.load_model("be
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cxrlib.core.errors import ModelFileError
+from cxrlib.core.errors import DamagedFileError, ModelFileError
 from cxrlib.core.fileio import atomic_write
 from cxrlib.data.loader import IMAGENET_MEAN, IMAGENET_STD
 from cxrlib.models.registry import build_model, get_spec
@@ -135,11 +136,67 @@ def model_card(
     }
 
 
+#: The key under which a checkpoint or model file stores the digest of the rest of its content.
+CHECKSUM_KEY = "checksum"
+
+
+def state_digest(state) -> str:
+    """The SHA-256 of a checkpoint's content -- every tensor's dtype, shape and bytes, every
+    other value's type and repr, in a fixed order. ``torch.load`` reads a file whose bytes were
+    altered without a word (its zip format stores no checksum it checks), so every file the kit
+    writes carries this digest and every read compares it (:func:`load_checked`)."""
+    digest = hashlib.sha256()
+
+    def feed(value) -> None:
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().to("cpu").contiguous()
+            digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(
+                tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+            )
+        elif isinstance(value, dict):
+            digest.update(b"{")
+            for key in sorted(value, key=str):
+                digest.update(repr(key).encode())
+                feed(value[key])
+            digest.update(b"}")
+        elif isinstance(value, (list, tuple)):
+            digest.update(b"[" if isinstance(value, list) else b"(")
+            for item in value:
+                feed(item)
+            digest.update(b"]")
+        else:
+            digest.update(f"{type(value).__name__}:{value!r};".encode())
+
+    feed(state)
+    return digest.hexdigest()
+
+
+def with_checksum(state: dict) -> dict:
+    """``state`` with the digest of its content under :data:`CHECKSUM_KEY`."""
+    return {**state, CHECKSUM_KEY: state_digest(state)}
+
+
+def load_checked(path: str | os.PathLike) -> dict:
+    """A checkpoint or model file, its digest verified (files of earlier versions carry none
+    and load as they are); :class:`~cxrlib.core.errors.DamagedFileError` when it does not match
+    -- bytes altered on disk or in a copy -- or when the file cannot be read at all."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a zip, not a checkpoint
+        raise DamagedFileError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+    stored = state.pop(CHECKSUM_KEY, None) if isinstance(state, dict) else None
+    if stored is not None and stored != state_digest(state):
+        raise DamagedFileError(f"{path} fails its checksum: its bytes changed after writing")
+    return state
+
+
 def save_model(model: nn.Module, path: str | os.PathLike, card: dict) -> Path:
-    """Write ``{"model": weights, "card": card}`` to ``path`` atomically."""
+    """Write ``{"model": weights, "card": card}`` (with its checksum) to ``path`` atomically."""
     path = Path(path)
     with atomic_write(path, "wb") as handle:
-        torch.save({"model": model.state_dict(), "card": card}, handle)
+        torch.save(with_checksum({"model": model.state_dict(), "card": card}), handle)
     return path
 
 
@@ -176,7 +233,10 @@ def load_model(
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file (give a run's best.pt or a run folder)")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = load_checked(path)
+    except DamagedFileError as err:
+        raise ModelFileError(f"{err}: copy the model file again, or train the run again") from err
     card = card or read_card(checkpoint, path)
     return model_from_card(card, checkpoint["model"], path, num_classes, **kwargs).to(device)
 

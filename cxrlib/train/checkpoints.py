@@ -29,10 +29,11 @@ from pathlib import Path
 
 import torch
 
-from cxrlib.core.errors import RunNotFinishedError
+from cxrlib.core.errors import DamagedFileError, RunNotFinishedError
 from cxrlib.core.fileio import atomic_write, overwrite_in_place, remove_file
 from cxrlib.core.platform import on_drive
-from cxrlib.train.layout import LOG, RunFolder
+from cxrlib.models.files import load_checked, with_checksum
+from cxrlib.train.layout import LOG, RunFolder, restart_hint
 
 
 def cpu_copy(value):
@@ -48,7 +49,8 @@ def cpu_copy(value):
 
 
 def _load(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """A checkpoint, its checksum verified (:func:`cxrlib.models.files.load_checked`)."""
+    return load_checked(path)
 
 
 class CheckpointSaver:
@@ -73,12 +75,12 @@ class CheckpointSaver:
                 LOG.debug("keeping %s as %s", pair[0].name, pair[1].name)
                 pair[0].replace(pair[1])
             with atomic_write(pair[0], "wb") as handle:
-                torch.save(state, handle)
+                torch.save(with_checksum(state), handle)
             return
         if pair[0] not in self._holds_newest:  # once per session: which file is newer
             self._holds_newest[pair[0]] = self._newest(pair)[0]
         target = pair[1] if self._holds_newest[pair[0]] == pair[0] else pair[0]
-        overwrite_in_place(target, lambda handle: torch.save(state, handle))
+        overwrite_in_place(target, lambda handle: torch.save(with_checksum(state), handle))
         self._holds_newest[pair[0]] = target
 
     def _newest(self, pair: tuple[Path, Path]) -> tuple[Path | None, dict | None]:
@@ -116,7 +118,7 @@ class CheckpointSaver:
     def write_model_file(self, path: Path, weights: dict, card: dict) -> None:
         """A model file (``{"model", "card"}``, :mod:`cxrlib.models.files`) written now: in
         place on Drive, atomically elsewhere."""
-        state = {"model": cpu_copy(weights), "card": card}
+        state = with_checksum({"model": cpu_copy(weights), "card": card})
         if self.drive:
             overwrite_in_place(path, lambda handle: torch.save(state, handle))
         else:
@@ -176,7 +178,13 @@ class CheckpointSaver:
             self._holds_newest[self.run.best] = path
         else:
             path = self.run.best
-            checkpoint = _load(path) if path.is_file() else None
+            try:
+                checkpoint = _load(path) if path.is_file() else None
+            except DamagedFileError as err:
+                raise DamagedFileError(
+                    f"{err}; it held the run's best weights, which no other file keeps: restore "
+                    f"it from a copy, or start the run over ({restart_hint(self.run.path)})"
+                ) from err
         if checkpoint is None:
             raise RunNotFinishedError(f"{self.run.best} is missing: train the run first")
         self._sequence = max(self._sequence, checkpoint.get("sequence", 0))

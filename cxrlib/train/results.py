@@ -8,8 +8,10 @@ trained again. :func:`progress_lines` says of every run under a runs folder how 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cxrlib.core.errors import RunNotFinishedError
+from cxrlib.core.errors import DamagedFileError, RunNotFinishedError
 from cxrlib.core.fileio import atomic_write, atomic_write_text
-from cxrlib.train.layout import RunFolder, RunKey
+from cxrlib.train.layout import RunFolder, RunKey, restart_hint
 from cxrlib.train.record import normalise_settings
 
 
@@ -33,13 +35,55 @@ class Predictions:
     scores: np.ndarray
 
 
+HISTORY_COLUMNS = ("epoch",)
+
+
 def write_history(run: RunFolder, rows: list[dict]) -> None:
+    """``epochs.csv``: one row per finished epoch (the checkpoint and, once finished,
+    ``metrics.json`` hold the same rows, from which a damaged file is written again)."""
     with atomic_write(run.history_file, "w", newline="") as handle:
         pd.DataFrame(rows).to_csv(handle, index=False)
 
 
-def read_history(run: RunFolder) -> pd.DataFrame:
-    return pd.read_csv(run.history_file) if run.history_file.is_file() else pd.DataFrame()
+def _history_problem(frame: pd.DataFrame) -> str | None:
+    """Why a read ``epochs.csv`` cannot be right (a format check), or None."""
+    if not set(HISTORY_COLUMNS) <= set(frame.columns):
+        return (
+            f"it lacks the columns {', '.join(sorted(set(HISTORY_COLUMNS) - set(frame.columns)))}"
+        )
+    epochs = pd.to_numeric(frame["epoch"], errors="coerce")
+    if epochs.isna().any() or list(epochs) != list(range(1, len(frame) + 1)):
+        return "its epochs are not 1, 2, 3, ..."
+    gaps = [c for c in frame.columns if frame[c].isna().any() and not frame[c].isna().all()]
+    if gaps:  # a row cut short: values missing where the other rows have them
+        return f"values are missing in {', '.join(map(str, gaps))}"
+    return None
+
+
+def read_history(run: RunFolder, metrics: dict | None = None) -> pd.DataFrame:
+    """The run's per-epoch history. A damaged ``epochs.csv`` (cut short, garbled) is written
+    again from ``metrics.json`` where the run finished, saying so in the run's log; an
+    unfinished run's is written again from its checkpoint when it resumes -- until then its
+    history reads as empty, with a warning naming the file."""
+    if not run.history_file.is_file():
+        return pd.DataFrame()
+    try:
+        frame = pd.read_csv(run.history_file)
+        problem = _history_problem(frame)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        problem = f"it cannot be parsed ({type(err).__name__})"
+    if problem is None:
+        return frame
+    if metrics and metrics.get("history"):
+        write_history(run, metrics["history"])
+        run.log(f"epochs.csv was damaged ({problem}); written again from metrics.json")
+        return pd.DataFrame(metrics["history"])
+    warnings.warn(
+        f"{run.history_file} is damaged ({problem}): resuming the run writes it again from its "
+        f"checkpoint; until then its history is not shown",
+        stacklevel=2,
+    )
+    return pd.DataFrame()
 
 
 def write_predictions(run: RunFolder, predictions: Predictions) -> None:
@@ -52,11 +96,34 @@ def write_predictions(run: RunFolder, predictions: Predictions) -> None:
         frame.to_csv(handle, index=False)
 
 
+def _metrics_digest(metrics: dict) -> str:
+    return hashlib.sha256(json.dumps(metrics, sort_keys=True).encode()).hexdigest()
+
+
 def read_metrics(run: RunFolder) -> dict | None:
-    return json.loads(run.metrics_file.read_text()) if run.finished else None
+    """A finished run's ``metrics.json`` (None while unfinished), its checksum verified:
+    :class:`~cxrlib.core.errors.DamagedFileError` naming the file and the fix when it cannot be
+    parsed or its content changed after writing (files of earlier versions carry no checksum)."""
+    if not run.finished:
+        return None
+    try:
+        metrics = json.loads(run.metrics_file.read_text())
+        stored = metrics.pop("checksum", None)
+        damaged = stored is not None and stored != _metrics_digest(metrics)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        damaged, metrics = True, err
+    if damaged:
+        raise DamagedFileError(
+            f"{run.metrics_file} is damaged (it cannot be parsed, or its checksum does not "
+            f"match): restore it from a copy, or evaluate the run again by starting it over "
+            f"({restart_hint(run.path)}); its test predictions are in test_predictions.csv"
+        )
+    return metrics
 
 
 def write_metrics(run: RunFolder, metrics: dict) -> None:
+    """``metrics.json`` with the checksum of its content (verified by :func:`read_metrics`)."""
+    metrics = {**metrics, "checksum": _metrics_digest(metrics)}
     atomic_write_text(run.metrics_file, json.dumps(metrics, indent=2))
 
 
@@ -131,7 +198,8 @@ def read_run(folder: str | os.PathLike) -> RunResult:
     settings = None
     if run.settings_file.is_file():
         settings = normalise_settings(json.loads(run.settings_file.read_text()))
-    return RunResult(run.path, run.finished, read_metrics(run), read_history(run), settings)
+    metrics = read_metrics(run)
+    return RunResult(run.path, run.finished, metrics, read_history(run, metrics), settings)
 
 
 def all_runs(runs: Path, profile: str) -> list[RunResult]:

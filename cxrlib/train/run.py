@@ -38,7 +38,7 @@ from cxrlib.train.record import (
     settings_record,
     write_settings,
 )
-from cxrlib.train.results import RunResult, read_run
+from cxrlib.train.results import RunResult, read_run, write_history
 from cxrlib.train.runtime import Runtime, fit_grad_accum, memory_probe, setup_runtime
 from cxrlib.train.state import Limits, TrainState
 
@@ -167,6 +167,8 @@ def _announce(trainer: Trainer, dataset: DatasetDef, resuming: bool) -> None:
             f"notebook then reads the finished run back"
         )
     if resuming:
+        if runtime.is_main:  # the checkpoint's rows: a damaged epochs.csv heals
+            write_history(run, state.history)
         run.log(f"resumed at epoch {state.epoch + 1}, step {state.step}")
         return
     if not runtime.is_main:
