@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -107,20 +108,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         handle.write(text)
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created empty if absent) for a read-then-write that
+    must not interleave with another process's; where the file system cannot lock, nothing."""
+    with open(path, "ab") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError:  # a file system without locks: the write goes ahead unlocked
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def write_on_drive(path: Path, data: bytes) -> None:
     """``data`` into the file ``path`` itself (Google Drive keeps every replaced file in its
     trash): only the new tail appended when the file already holds the rest (a history that
     grew by a row), else truncated and rewritten in one write; flushed to disk either way."""
     try:
-        old = path.read_bytes() if path.is_file() else None
-        if old is not None and len(data) >= len(old) and data.startswith(old):
-            if len(data) > len(old):
-                with open(path, "ab") as handle:
-                    handle.write(data[len(old) :])
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            return
-        overwrite_in_place(path, lambda handle: handle.write(data))
+        with _locked(path):  # two writers of one file (two notebooks) take turns
+            old = path.read_bytes() if path.is_file() else None
+            if old is not None and len(data) >= len(old) and data.startswith(old):
+                if len(data) > len(old):
+                    with open(path, "ab") as handle:
+                        handle.write(data[len(old) :])
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                return
+            overwrite_in_place(path, lambda handle: handle.write(data))
     except OSError as err:
         if err.errno == errno.ENOSPC:
             raise disk_full_error(path, err) from err

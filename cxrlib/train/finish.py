@@ -52,6 +52,7 @@ def _run_facts(trainer: Trainer) -> dict:
         "steps": state.step,
         "dropped_missing": data.dropped_missing,
         "warnings": state.warnings,
+        "overflow_steps": state.overflow_steps,  # fp16 steps the gradient scaler skipped
         "history": state.history,  # epochs.csv's rows: a damaged epochs.csv is rewritten from here
     }
     arch = get_spec(config.model.model).arch

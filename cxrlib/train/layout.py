@@ -227,7 +227,9 @@ class RunFolder:
         """Hold the folder for this process; :class:`RunLockedError` if another holds it.
 
         An OS file lock (``flock``): it goes with the process, so a killed run leaves no
-        stale lock behind. Inside it, temp files of killed writes are removed.
+        stale lock behind -- the next process takes the folder over. The lock file names its
+        holder (process and host) for the refusal's message; a finished run keeps none. Inside
+        it, temp files of killed writes are removed.
         """
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / ".lock", "a+")  # noqa: SIM115 - held for the with-block
@@ -250,6 +252,8 @@ class RunFolder:
             for path in remove_stale_temp_files(self.path):
                 self.log(f"removed {path.name}, left by a write that was killed")
             yield
+            if self.finished:  # a finished run keeps no lock file (emptied, then removed)
+                remove_file(self.path / ".lock")
         finally:
             handle.close()  # releases the lock
 

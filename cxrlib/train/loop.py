@@ -124,8 +124,7 @@ class Trainer:
         state.seen += len(x)
         state.loss_count += 1
         if ends_group:  # fused AdamW skips the step on the device if a gradient is not finite
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            meter.scaled_step(self.scaler, self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
             state.step += 1
         self.progress.advance(1)

@@ -46,6 +46,9 @@ class TrainState:
     #: (training and validation; work lost to a crash after a checkpoint is not counted)
     epoch_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  #: e.g. a diverging loss
+    #: optimiser steps the fp16 gradient scaler skipped (a gradient overflowed; its scale is
+    #: then halved and training goes on, as designed): counted, not hidden
+    overflow_steps: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -69,6 +72,18 @@ class LossMeter:
     def __init__(self, state: TrainState, device: torch.device) -> None:
         self.total = torch.tensor(state.loss_sum, dtype=torch.float64, device=device)
         self.first_bad = torch.tensor(-1, dtype=torch.int64, device=device)
+        self.skipped = torch.zeros((), dtype=torch.int64, device=device)
+
+    def scaled_step(self, scaler: torch.amp.GradScaler, optimizer) -> None:
+        """The optimiser step through ``scaler``; a step it skips for an overflowed gradient
+        (its scale then drops) is counted on the device, read with the loss."""
+        before = getattr(scaler, "_scale", None)
+        before = before.clone() if isinstance(before, torch.Tensor) else None
+        scaler.step(optimizer)
+        scaler.update()
+        after = getattr(scaler, "_scale", None)
+        if before is not None and isinstance(after, torch.Tensor):
+            self.skipped += (after < before).to(torch.int64)
 
     def add(self, loss: torch.Tensor, batch: int) -> None:
         loss = loss.detach()
@@ -82,8 +97,10 @@ class LossMeter:
         bad = self.first_bad.clone()
         if runtime.distributed:
             dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-        values = torch.stack([self.total, bad.double()]).cpu()  # the one sync
+        values = torch.stack([self.total, bad.double(), self.skipped.double()]).cpu()  # one sync
         state.loss_sum = float(values[0])
+        state.overflow_steps += int(values[2])
+        self.skipped.zero_()
         return None if values[1] < 0 else int(values[1])
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from cxrlib.core.fileio import atomic_write, atomic_write_text
@@ -46,3 +48,44 @@ def test_stale_temp_files_are_removed(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"whole")
     assert [p.name for p in remove_stale_temp_files(tmp_path)] == [".last.pt.x1y2.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from cxrlib.core.fileio import atomic_write_text
+path, letter, size = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+for _ in range(150):
+    atomic_write_text(path, letter * size)
+"""
+
+
+@pytest.mark.slow  # two writer processes
+@pytest.mark.parametrize("where", ["local disk", "Google Drive"])
+def test_two_writers_of_one_file_never_interleave_it(tmp_path, monkeypatch, where):
+    """Two notebooks writing the same table: whatever is read at any moment, and what stays,
+    is one writer's whole file -- never a mix of both (locally: each write is a rename; on
+    Drive, written in place: the writers take turns under a lock)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    if where == "Google Drive":
+        env["CXRLIB_DRIVE_PATHS"] = str(tmp_path)
+    target = tmp_path / "table.md"
+    sizes = {"A": 30_000, "B": 70_000}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(target), letter, str(size)], env=env)
+        for letter, size in sizes.items()
+    ]
+    seen = set()
+    while any(w.poll() is None for w in writers):
+        if target.is_file():
+            text = target.read_text()
+            seen.add((set(text) or {"-"}).pop() if len(set(text)) <= 1 else "mixed")
+    assert all(w.wait() == 0 for w in writers)
+    assert "mixed" not in seen, "a read saw both writers' bytes in one file"
+    final = target.read_text()
+    assert len(set(final)) == 1 and len(final) == sizes[final[0]]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cxrlib.core.config import ConfigError, load_config
-from cxrlib.train.runtime import micro_batch_size, resolve_precision
+from cxrlib.train.runtime import cpu_runtime, micro_batch_size, resolve_precision
 
 
 def test_batch_size_is_the_global_batch_over_processes_and_accumulation():
@@ -75,3 +75,29 @@ def test_defaults_choose_for_the_machine():
     assert config.train.grad_accum is None and config.train.num_workers is None
     runtime = setup_runtime(config)  # this CPU: no probe, no workers
     assert (runtime.grad_accum, runtime.num_workers, runtime.precision) == (1, 0, "fp32")
+
+
+def test_an_fp16_overflow_is_skipped_by_the_scaler_and_counted():
+    """A gradient that overflows: the scaler skips the step (the weights stay), halves its
+    scale, and the run's count of skipped steps says so -- read with the loss, one sync."""
+    import torch
+
+    from cxrlib.train.state import LossMeter, TrainState
+
+    layer = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    state = TrainState()
+    meter = LossMeter(state, torch.device("cpu"))
+    weights = layer.weight.detach().clone()
+    for value in (1e35, 1.0):  # a loss whose scaled gradient overflows, then a good one
+        loss = layer(torch.ones(1, 3)).sum() * value
+        meter.add(loss, 0)  # the loss itself is finite: the step is skipped, the run goes on
+        scaler.scale(loss).backward()
+        meter.scaled_step(scaler, optimizer)
+        optimizer.zero_grad()
+        if value != 1.0:
+            assert torch.equal(layer.weight, weights)  # skipped: unchanged
+    assert meter.read(state, cpu_runtime()) is None
+    assert state.overflow_steps == 1 and scaler.get_scale() == 2.0**15
+    assert not torch.equal(layer.weight, weights)  # the good step was taken
