@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cxrlib.core.config import PROFILES, Config, load_config, parse_override
-from cxrlib.core.errors import RunNotFinishedError, UserError
+from cxrlib.core.errors import RunNotFinishedError, as_user_error
 from cxrlib.core.workspace import Workspace, project_root
 
 Handler = Callable[[argparse.Namespace, Config], int]
@@ -465,8 +465,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             writing = args.command not in READ_ONLY
             config = load_config("smoke", workspace=workspace_from_args(args, writing))
         return args.handler(args, config)
-    except UserError as err:
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+    except Exception as err:  # an expected one is a sentence; any other keeps its traceback
+        expected = as_user_error(err)
+        if expected is None:
+            raise
+        print(f"error: {' '.join(str(expected).split())}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from cxrlib.app.envinfo import environment_report
 from cxrlib.app.parameters import config_and_extras
 from cxrlib.core.config import Config
-from cxrlib.core.errors import UserError
+from cxrlib.core.errors import UserError, as_user_error
 from cxrlib.data.datasets import PAPER_DATASETS, get_dataset
 from cxrlib.data.prepare import PreparedDataset, prepare_dataset
 from cxrlib.data.roots import locate
@@ -56,11 +56,15 @@ def show_user_errors_as_sentences() -> None:
     def one_sentence(shell, etype, value, tb, tb_offset=None):
         # IPython leaves the showing to the handler: the kernel's own way of sending an error
         # (an "error" output papermill and Jupyter show), with the sentence as its traceback
-        stb = [f"error: {' '.join(str(value).split())}"]
+        expected = as_user_error(value)
+        if expected is None:  # an OSError that is not a full disk: its traceback, as usual
+            stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset)
+        else:
+            stb = [f"error: {' '.join(str(expected).split())}"]
         shell._showtraceback(etype, value, stb)
         return stb
 
-    shell.set_custom_exc((UserError,), one_sentence)
+    shell.set_custom_exc((UserError, OSError, RuntimeError), one_sentence)
 
 
 show_user_errors_as_sentences()

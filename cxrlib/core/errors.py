@@ -45,3 +45,25 @@ class DriveNotMountedError(UserError, FileNotFoundError):
 class DamagedFileError(UserError, OSError):
     """A file the kit wrote reads back otherwise than written (truncated, altered, not parsable):
     detected by its checksum or format, never used; the message names the file and the fix."""
+
+
+def as_user_error(err: BaseException) -> UserError | None:
+    """``err`` as the one-line error a user can act on: itself when it is a :class:`UserError`,
+    a full disk (``ENOSPC`` from any write: a log line, an image, a checkpoint) as a
+    :class:`DiskSpaceError` saying what to do; None for anything else (a bug: its traceback
+    stays)."""
+    import errno  # here: only on an error's way out
+
+    if isinstance(err, UserError):
+        return err
+    full = err
+    while full is not None and not (isinstance(full, OSError) and full.errno == errno.ENOSPC):
+        full = full.__cause__ or full.__context__  # a writer may wrap it (torch.save)
+    if full is not None:
+        where = f" writing {full.filename}" if full.filename else ""
+        return DiskSpaceError(
+            f"no space left on the disk{where}; free some space there (or move the outputs with "
+            f"--runs-dir / --data-dir / --results-dir) and run the same command again: it "
+            f"resumes where it stopped"
+        )
+    return None

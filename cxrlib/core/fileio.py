@@ -58,6 +58,17 @@ def _umask() -> int:
     return mask
 
 
+def disk_full_cause(err: BaseException) -> OSError | None:
+    """The full-disk ``OSError`` behind ``err``, if any: a writer may wrap it (torch.save's
+    zip writer raises a ``RuntimeError`` whose context is the ``ENOSPC`` of the file's write)."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
 def disk_full_error(path: Path, err: OSError) -> DiskSpaceError:
     """A :class:`DiskSpaceError` naming ``path`` and what to do."""
     return DiskSpaceError(
@@ -97,8 +108,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> Ite
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            raise disk_full_error(target, err) from err
+        full = disk_full_cause(err)
+        if full is not None:
+            raise disk_full_error(target, full) from err
         raise
 
 
@@ -172,9 +184,10 @@ def overwrite_in_place(path: str | os.PathLike, write: Callable[[IO], None]) -> 
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-    except OSError as err:
-        if err.errno == errno.ENOSPC:
-            raise disk_full_error(path, err) from err
+    except Exception as err:
+        full = disk_full_cause(err)
+        if full is not None:
+            raise disk_full_error(path, full) from err
         raise
 
 

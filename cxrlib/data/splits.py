@@ -174,7 +174,15 @@ def read_split_classes(
 def read_split_file(path: Path, num_classes: int) -> pd.DataFrame:
     """Parse one split file into columns ``image_id`` (file name) and ``labels`` (K ints)."""
     names, labels = [], []
-    for line_no, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError as err:
+        raise SplitFileError(
+            f"{path} is not a split file (not text at byte {err.start}): it was damaged; delete "
+            f"it and run again to fetch it again (a phantom's: delete the phantom's folder, "
+            f"which is then written again, the same)"
+        ) from err
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
