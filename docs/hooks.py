@@ -6,6 +6,8 @@ A page asks for a generated part with an HTML comment on a line of its own:
 * ``<!-- generated: commands -->`` -- every ``python -m cxrlib`` command (``cxrlib.app.main``);
 * ``<!-- generated: models -->`` -- every registered model (``cxrlib.models.registry``);
 * ``<!-- generated: layers -->`` -- the floors of ``cxrlib`` from their own docstrings;
+* ``<!-- generated: bad inputs -->`` -- the bad inputs of ``tests/bad_inputs.py``, run at build
+  time, with the message each gets;
 * ``<!-- generated: hours -->`` -- expected GPU hours of a run (:mod:`cxrlib.paper.costs`);
 * ``<!-- generated: benchmarks -->`` -- every figure under ``benchmarks/results/*.json`` with
   its date, commit and machine (:mod:`benchmarks.report`).
@@ -106,6 +108,21 @@ def layers() -> str:
     )
 
 
+def bad_inputs() -> str:
+    """Every bad input of ``tests/bad_inputs.py``, run now, with the message the user saw."""
+    import tempfile
+
+    from tests.bad_inputs import CASES
+
+    rows = []
+    for name, (given, case) in CASES.items():
+        with tempfile.TemporaryDirectory() as folder:
+            _, said = case(Path(folder))
+            said = said.replace(str(Path(folder).resolve()), "…").replace(folder, "…")
+        rows.append({"input": name, "given": f"`{given}`", "said": said})
+    return _table(rows, {"input": "bad input", "given": "what was given", "said": "what it says"})
+
+
 def hours() -> str:
     """One paper-recipe run of the main models and ResNet-50 on each GPU people have."""
     from cxrlib.paper.costs import hours_table
@@ -132,6 +149,7 @@ GENERATORS = {
     "benchmarks": benchmarks,
     "hours": hours,
     "layers": layers,
+    "bad inputs": bad_inputs,
 }
 
 

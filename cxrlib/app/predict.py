@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from cxrlib.data.cache import load_image, to_gray8
+from cxrlib.data.cache import ImageReadError, load_image, to_gray8
 from cxrlib.data.datasets import REGISTRY
 from cxrlib.data.loader import to_model_input
 from cxrlib.evaluate.gradcam import gradcam_maps
@@ -60,11 +61,14 @@ def read_dicom(path: Path) -> XRay:
     import pydicom  # here: only DICOM inputs need it (a GPU box may lack it)
     from pydicom.pixels import apply_modality_lut, apply_voi_lut  # here: likewise
 
-    ds = pydicom.dcmread(path)
+    with warnings.catch_warnings():  # pydicom's notes on a file's encoding: not the user's
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array
     bits = int(getattr(ds, "BitsStored", 8))
     signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
     low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
-    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+    values = apply_modality_lut(pixels, ds).astype(np.float64)
     rescaled = (
         float(getattr(ds, "RescaleSlope", 1)) != 1 or float(getattr(ds, "RescaleIntercept", 0)) != 0
     )
@@ -80,13 +84,29 @@ def read_dicom(path: Path) -> XRay:
 
 
 def read_xray(path: str | os.PathLike) -> XRay:
-    """PNG/JPEG (any mode: 16-bit min–max scaled, colour to luminance) or DICOM."""
+    """PNG/JPEG (any mode: 16-bit min–max scaled, colour to luminance) or DICOM; a file that is
+    none of these, or whose pixels cannot be decoded, is an :class:`ImageReadError` naming it."""
     path = Path(path)
-    if is_dicom(path):
-        return read_dicom(path)
-    with Image.open(path) as image:
-        bits = 16 if image.mode in ("I;16", "I;16B", "I;16L", "I") else 8
-        return XRay(path, to_gray8(image), bits)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    try:
+        if is_dicom(path):
+            return read_dicom(path)
+        with Image.open(path) as image:
+            bits = 16 if image.mode in ("I;16", "I;16B", "I;16L", "I") else 8
+            return XRay(path, to_gray8(image), bits)
+    except ImageReadError:
+        raise
+    except Exception as err:  # PIL's and pydicom's many ways of saying "not readable"
+        fix = (
+            "a compressed DICOM needs a pixel-data plugin: pip install pylibjpeg pylibjpeg-libjpeg"
+            if path.suffix.lower() in (".dcm", ".dicom") or is_dicom(path)
+            else "give a PNG, JPEG or DICOM file of the X-ray"
+        )
+        raise ImageReadError(
+            f"{path} cannot be read as an X-ray ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:160]}); {fix}"
+        ) from err
 
 
 def model_input(xray: XRay, size: int) -> np.ndarray:

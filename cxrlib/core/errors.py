@@ -42,6 +42,10 @@ class DriveNotMountedError(UserError, FileNotFoundError):
     """A folder on Google Drive (under ``/content/drive``) while Drive is not mounted."""
 
 
+class PermissionError_(UserError, PermissionError):
+    """A folder or file the kit must write to and may not (read-only, another user's)."""
+
+
 class DamagedFileError(UserError, OSError):
     """A file the kit wrote reads back otherwise than written (truncated, altered, not parsable):
     detected by its checksum or format, never used; the message names the file and the fix."""
@@ -59,6 +63,13 @@ def as_user_error(err: BaseException) -> UserError | None:
     full = err
     while full is not None and not (isinstance(full, OSError) and full.errno == errno.ENOSPC):
         full = full.__cause__ or full.__context__  # a writer may wrap it (torch.save)
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        where = f" {err.filename}" if err.filename else " a folder"
+        return PermissionError_(
+            f"cannot write{where}: {err.strerror} (a read-only or foreign folder); choose one "
+            f"this user may write to with --results-dir / --runs-dir / --data-dir (RESULTS_DIR, "
+            f"RUNS_DIR, DATA_DIR in a notebook)"
+        )
     if full is not None:
         where = f" writing {full.filename}" if full.filename else ""
         return DiskSpaceError(

@@ -95,6 +95,8 @@ def _decode_rows(job: tuple[list[int], list[str], int]) -> tuple[list[int], np.n
         try:
             pixels.append(load_image(path, size))
             ok.append(row)
+        except Image.DecompressionBombError as err:  # before OSError: it is not one
+            errors.append((path, f"{err} -- resize it first (chest X-rays are ~2-4k px a side)"))
         except (OSError, ValueError, SyntaxError) as err:
             errors.append((path, f"{type(err).__name__}: {err}"))
     stacked = np.stack(pixels) if pixels else np.zeros((0, size, size), dtype=np.uint8)

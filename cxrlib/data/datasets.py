@@ -76,8 +76,12 @@ def get_dataset(name: str | DatasetDef) -> DatasetDef:
 
 
 def dataset_names(name: str) -> tuple[str, ...]:
-    """``all`` -> the papers' datasets; otherwise just ``name`` (validated)."""
-    return PAPER_DATASETS if name == "all" else (get_dataset(name).name,)
+    """``all`` -> the papers' datasets; otherwise just ``name`` (validated; a
+    ``csv:/path/to/labels.csv`` stays as given: the path is how it is found)."""
+    if name == "all":
+        return PAPER_DATASETS
+    definition = get_dataset(name)
+    return (name,) if name.startswith(CSV_PREFIX) else (definition.name,)
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,7 +97,9 @@ def _csv_columns(frame: pd.DataFrame, csv_path: Path) -> tuple[str, list[str]]:
     extra = {image_columns[0], CSV_PATIENT_COLUMN, CSV_SPLIT_COLUMN}
     labels = [c for c in frame.columns if c not in extra]
     if not labels:
-        raise DatasetLayoutError(f"{csv_path} has no label columns (one 0/1 column per label)")
+        raise DatasetLayoutError(
+            f"{csv_path} has no label columns: add one 0/1 column per label, named by the label"
+        )
     return image_columns[0], labels
 
 
@@ -102,8 +108,11 @@ def read_csv_dataset(csv_path: Path) -> pd.DataFrame:
     kept."""
     try:
         frame = pd.read_csv(csv_path, dtype={CSV_PATIENT_COLUMN: str})
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise DatasetLayoutError(f"{csv_path} is not a readable CSV ({err})") from err
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DatasetLayoutError(
+            f"{csv_path} is not a readable CSV ({type(err).__name__}: {err}); write it as "
+            f"UTF-8 text with a header row"
+        ) from err
     image_column, labels = _csv_columns(frame, csv_path)
     bad = [c for c in labels if not frame[c].isin([0, 1]).all()]
     if bad:
@@ -140,7 +149,10 @@ def read_csv_dataset(csv_path: Path) -> pd.DataFrame:
         table[CSV_SPLIT_COLUMN] = parts.to_numpy()
     duplicated = table["image_id"][table["image_id"].duplicated()]
     if len(duplicated):
-        raise DatasetLayoutError(f"{csv_path}: images listed twice, e.g. {list(duplicated[:3])}")
+        raise DatasetLayoutError(
+            f"{csv_path}: images listed twice, e.g. {list(duplicated[:3])}: list each image once "
+            f"(one row per image, all its labels in that row)"
+        )
     return table
 
 
@@ -156,7 +168,13 @@ def csv_dataset(path: str | Path) -> DatasetDef:
         raise DatasetLayoutError(
             f"{csv_path} does not exist: pass csv:/path/to/labels.csv naming your label file"
         )
-    header = pd.read_csv(csv_path, nrows=0)
+    try:
+        header = pd.read_csv(csv_path, nrows=0)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DatasetLayoutError(
+            f"{csv_path} is not a readable CSV ({type(err).__name__}: {err}); write it as "
+            f"UTF-8 text with a header row"
+        ) from err
     _, labels = _csv_columns(header, csv_path)
     digest = hashlib.sha256(str(csv_path).encode()).hexdigest()[:8]
     return DatasetDef(

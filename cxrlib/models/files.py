@@ -185,7 +185,10 @@ def load_checked(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, not a zip, not a checkpoint
-        raise DamagedFileError(f"{path} cannot be read ({type(err).__name__}: {err})") from err
+        first = str(err).split(". ")[0].strip()[:160]  # torch's own advice is not the user's
+        raise DamagedFileError(
+            f"{path} cannot be read as a checkpoint ({type(err).__name__}: {first})"
+        ) from err
     stored = state.pop(CHECKSUM_KEY, None) if isinstance(state, dict) else None
     if stored is not None and stored != state_digest(state):
         raise DamagedFileError(f"{path} fails its checksum: its bytes changed after writing")

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from cxrlib.core.config import Config
-from cxrlib.core.errors import ModelFileError, RunNotFinishedError
-from cxrlib.models.files import load_model, model_card
+from cxrlib.core.errors import DamagedFileError, ModelFileError, RunNotFinishedError
+from cxrlib.models.files import load_checked, load_model, model_card
 from cxrlib.models.registry import build_model, check_model, get_spec
 from cxrlib.train.layout import RunFolder
 from cxrlib.train.record import config_from_settings, normalise_settings, read_settings_file
@@ -67,8 +67,13 @@ def run_card(config: Config, settings: dict, classes: list[str]) -> dict:
 def legacy_card(path: Path) -> dict | None:
     """The card of a ``best.pt`` of an earlier version (it holds the run's record but no card),
     made from that record and the ``metrics.json`` beside it; None for a file with a card."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if "card" in checkpoint or "settings" not in checkpoint:
+    try:
+        checkpoint = load_checked(path)
+    except DamagedFileError as err:
+        raise ModelFileError(
+            f"{err}; give a run's best.pt (or its folder), copied again if it was altered"
+        ) from err
+    if not isinstance(checkpoint, dict) or "card" in checkpoint or "settings" not in checkpoint:
         return None
     settings = normalise_settings(checkpoint["settings"])
     metrics_file = path.parent / "metrics.json"
