@@ -155,6 +155,18 @@ def verify_split_files(spec: SplitFiles, folder: Path) -> None:
             )
 
 
+def _split_text(path: Path) -> str:
+    """The text of a split, class or list file; damaged bytes are one line naming the file."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SplitFileError(
+            f"{path} is not a split file (not text at byte {err.start}): it was damaged; delete "
+            f"it and run again to fetch it again (a phantom's: delete the phantom's folder, "
+            f"which is then written again, the same)"
+        ) from err
+
+
 def read_split_classes(
     spec: SplitFiles, folder: Path, classes: tuple[str, ...], dataset: str = "this dataset"
 ) -> list[str]:
@@ -162,7 +174,7 @@ def read_split_classes(
     path = Path(folder) / spec.classes
     if not path.is_file():
         raise SplitFileError(f"{path} is missing: is {folder} the {spec.folder} split folder?")
-    found = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    found = [line.strip() for line in _split_text(path).splitlines() if line.strip()]
     if tuple(found) != tuple(classes):
         raise SplitFileError(
             f"{path} lists classes {found}, expected {list(classes)} in this order; it does "
@@ -174,14 +186,7 @@ def read_split_classes(
 def read_split_file(path: Path, num_classes: int) -> pd.DataFrame:
     """Parse one split file into columns ``image_id`` (file name) and ``labels`` (K ints)."""
     names, labels = [], []
-    try:
-        text = Path(path).read_text()
-    except UnicodeDecodeError as err:
-        raise SplitFileError(
-            f"{path} is not a split file (not text at byte {err.start}): it was damaged; delete "
-            f"it and run again to fetch it again (a phantom's: delete the phantom's folder, "
-            f"which is then written again, the same)"
-        ) from err
+    text = _split_text(path)
     for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -245,7 +250,7 @@ def patient_split(
 
 def read_image_list(path: Path) -> list[str]:
     """The image names of a list file (one per line; blank lines skipped)."""
-    return [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    return [line.strip() for line in _split_text(path).splitlines() if line.strip()]
 
 
 def official_split(

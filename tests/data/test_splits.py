@@ -94,3 +94,21 @@ def test_a_local_file_that_fails_its_checksum_says_so(tmp_path):
             dest=tmp_path, base_url=(tmp_path / "nowhere").as_uri()
         )
     assert "delete it" in str(info.value)
+
+
+@pytest.mark.parametrize("reader", ["split", "classes", "list"])
+def test_damaged_bytes_in_any_split_folder_file_name_the_file(tmp_path, reader):
+    """A kill that leaves garbage in the class list (not only a split file) was a traceback
+    (``UnicodeDecodeError``) in the fault campaign; each reader now names the file."""
+    from cxrlib.data.splits import read_image_list, read_split_classes
+
+    spec = get_dataset("cxr11").split_files
+    path = tmp_path / (spec.classes if reader == "classes" else "part.txt")
+    path.write_bytes(b"ETT - Abnormal\n\xf4\x80garbage\xe6\n")
+    read = {
+        "split": lambda: read_split_file(path, num_classes=11),
+        "classes": lambda: read_split_classes(spec, tmp_path, ("ETT - Abnormal",)),
+        "list": lambda: read_image_list(path),
+    }[reader]
+    with pytest.raises(SplitFileError, match=rf"{path.name} is not a split file .*delete it"):
+        read()

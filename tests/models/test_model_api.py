@@ -18,7 +18,7 @@ from cxrlib.core.errors import ModelFileError
 from cxrlib.data.cache import load_image
 from cxrlib.data.loader import to_model_input
 from cxrlib.models import create_model, get_spec, list_models, load_model, save_model
-from cxrlib.models.files import model_card
+from cxrlib.models.files import CHECKSUM_KEY, model_card
 from tests.mmpretrain import mmpretrain_conformer_tiny
 
 SAMPLE = "data/samples/1.2.826.0.1.3680043.8.498.41477985046369504069935954327112429508.jpg"
@@ -102,7 +102,7 @@ def test_a_finished_runs_best_pt_loads_on_its_own(isolated_outputs, tmp_path):
 
     # a best.pt of an earlier version (no card): loads from its run folder, not alone
     state = torch.load(result.folder / "best.pt", weights_only=True)
-    del state["card"]
+    del state["card"], state[CHECKSUM_KEY]  # files of earlier versions had no checksum either
     torch.save(state, result.folder / "best.pt")
     torch.save(state, alone)
     legacy = cxrlib.load_model(result.folder)
