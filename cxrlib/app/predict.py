@@ -14,10 +14,12 @@ the other dataset's (an NIH PNG given to a RANZCR model, or the reverse).
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import warnings
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,6 @@ from PIL import Image
 from cxrlib.data.cache import ImageReadError, load_image, to_gray8
 from cxrlib.data.datasets import REGISTRY
 from cxrlib.data.loader import to_model_input
-from cxrlib.evaluate.gradcam import gradcam_maps
 from cxrlib.train.model import load_model_file
 from cxrlib.train.runtime import Runtime, predict
 
@@ -37,13 +38,24 @@ LATERAL_VIEWS = {"LL", "RL", "LATERAL", "LAT"}
 
 @dataclass
 class XRay:
-    """One decoded X-ray: 8-bit grey pixels at the file's resolution, and what was seen."""
+    """One X-ray: what its file says (size, bit depth, view) and its 8-bit grey pixels at the
+    file's resolution -- decoded when first asked for: the model's input is made by the image
+    cache's own path (:func:`model_input`), and only a CAM overlay needs the full image."""
 
     path: Path
-    pixels: np.ndarray  #: (H, W) uint8
+    shape: tuple[int, int]  #: (H, W)
     bits: int  #: bits per pixel of the stored image
+    _: KW_ONLY
     view: str | None = None  #: DICOM ViewPosition, when given
     notes: list[str] = field(default_factory=list)
+    decoded: np.ndarray | None = None  #: (H, W) uint8 once decoded (a DICOM's at once)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        if self.decoded is None:
+            with Image.open(self.path) as image:
+                self.decoded = to_gray8(image)
+        return self.decoded
 
 
 def is_dicom(path: Path) -> bool:
@@ -80,7 +92,8 @@ def read_dicom(path: Path) -> XRay:
     if getattr(ds, "PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
         scaled = 255.0 - scaled
     view = str(getattr(ds, "ViewPosition", "") or "") or None
-    return XRay(path, np.round(scaled).astype(np.uint8), bits, view)
+    pixels = np.round(scaled).astype(np.uint8)
+    return XRay(path, pixels.shape, bits, view=view, decoded=pixels)
 
 
 def read_xray(path: str | os.PathLike) -> XRay:
@@ -92,9 +105,10 @@ def read_xray(path: str | os.PathLike) -> XRay:
     try:
         if is_dicom(path):
             return read_dicom(path)
-        with Image.open(path) as image:
+        with Image.open(path) as image:  # the header: size and mode (pixels when needed)
             bits = 16 if image.mode in ("I;16", "I;16B", "I;16L", "I") else 8
-            return XRay(path, to_gray8(image), bits)
+            image.verify()  # a truncated or garbled file fails here, not half-way later
+            return XRay(path, (image.height, image.width), bits)
     except ImageReadError:
         raise
     except Exception as err:  # PIL's and pydicom's many ways of saying "not readable"
@@ -126,7 +140,7 @@ def warnings_for(xray: XRay, card: dict, size: int) -> list[str]:
             "the model was trained on phantom (synthetic) images: its probabilities say "
             "nothing about a real X-ray"
         )
-    height, width = xray.pixels.shape
+    height, width = xray.shape
     if min(height, width) < size:
         out.append(f"the image ({width}×{height}) is smaller than the model's input ({size} px)")
     if max(height, width) / min(height, width) > 1.5:
@@ -163,9 +177,8 @@ def predict_files(
     size = cfg["input_size"][-1]
     classes = cfg["classes"]
     points = (card.get("operating_points") or {}).get("thresholds") or {}
-    xrays = [read_xray(p) for p in paths]
-    pixels = np.stack([model_input(x, size) for x in xrays])  # (N, S, S) uint8
-    scores = predict(model, pixels, np.arange(len(xrays)), Runtime(device))  # in batches
+    xrays = [read_xray(p) for p in paths]  # headers (a DICOM: decoded), every file checked
+    pixels, scores = decode_and_predict(model, xrays, size, Runtime(device))
     images = []
     for xray, row in zip(xrays, scores, strict=True):
         predictions = [
@@ -192,6 +205,39 @@ def predict_files(
         "operating_points": (card.get("operating_points") or {}).get("method"),
         "images": images,
     }
+
+
+def _checked_input(xray: XRay, size: int) -> np.ndarray:
+    """:func:`model_input`, a file that fails to decode named in one line."""
+    try:
+        return model_input(xray, size)
+    except Exception as err:
+        raise ImageReadError(
+            f"{xray.path} cannot be decoded ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:160]}); give the X-ray as a PNG, JPEG or DICOM file"
+        ) from err
+
+
+def decode_and_predict(
+    model: torch.nn.Module, xrays: list[XRay], size: int, runtime: Runtime, batch: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every X-ray's model input (N×S×S uint8) and probabilities (N×K): images decoded in a
+    pool of threads (PIL lets go of the GIL while it decodes) while the model scores the
+    batches already decoded, so that a folder of images goes at nearly the model's own pace."""
+    workers = max(1, min(4, (os.cpu_count() or 1)))
+    with ThreadPoolExecutor(workers) as pool:
+        decoded = pool.map(lambda x: _checked_input(x, size), xrays)
+        pixels, scores = [], []
+        while True:
+            chunk = list(itertools.islice(decoded, batch))
+            if not chunk:
+                break
+            stacked = np.stack(chunk)  # (b, S, S) uint8
+            pixels.append(stacked)
+            scores.append(predict(model, stacked, np.arange(len(chunk)), runtime))
+    if not pixels:
+        return np.zeros((0, size, size), np.uint8), np.zeros((0, 0))
+    return np.concatenate(pixels), np.concatenate(scores)
 
 
 #: A CAM grid coarser than this (per side) can only point at a region, not an outline.
@@ -257,6 +303,8 @@ def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3
     import cv2  # here: installed with pytorch-grad-cam, needed only for --cam
     from pytorch_grad_cam.utils.image import show_cam_on_image  # here: likewise
 
+    from cxrlib.evaluate.gradcam import gradcam_maps  # here: likewise (pytorch-grad-cam)
+
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     device = next(model.parameters()).device
@@ -268,7 +316,7 @@ def write_cams(model, pixels, xrays, scores, classes, folder: Path, top: int = 3
             note = f"coarse map: Grad-CAM grid {grid[0]}×{grid[1]} (< {COARSE_GRID}×{COARSE_GRID})"
         for k in np.argsort(-scores[i])[:top]:
             cam = gradcam_maps(model, x, [int(k)], "cnn")[0]  # (S, S) in [0, 1]
-            height, width = xray.pixels.shape
+            height, width = xray.shape
             cam_full = np.asarray(
                 Image.fromarray(cam.astype(np.float32)).resize((width, height), Image.BILINEAR)
             )

@@ -8,10 +8,13 @@ network (:mod:`~cxrlib.models.dual_branch`), the registry of every model as swit
 themselves (:mod:`~cxrlib.models.files`), ``create_model`` (:mod:`~cxrlib.models.factory`)
 and the tables of notebook 02 (:mod:`~cxrlib.models.summary`).
 
+The dual-branch models are registered with timm (:mod:`~cxrlib.models.timm_names`) when timm
+is imported -- ``import cxrlib`` arranges it -- so that building or loading one of them never
+loads timm and torchvision, two seconds of a ``predict``'s start.
+
 Imports: core and data (normalisation constants); never evaluate, train or anything above.
 """
 
-from cxrlib.models import timm_names  # registers the dual-branch models with timm
 from cxrlib.models.dual_branch import (
     ArchConfig,
     DualBranchNet,
@@ -46,5 +49,4 @@ __all__ = [
     "reference_model",
     "save_model",
     "save_pretrained",
-    "timm_names",
 ]

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 from dataclasses import KW_ONLY, dataclass, field, replace
 
-import timm
 import torch
-from timm.models import byobnet
-from timm.models.byobnet import ByoModelCfg
 from torch import nn
 
 from cxrlib.core.config import ConfigError
@@ -234,9 +231,11 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
-def _byob_stages(timm_name: str, stages: tuple[tuple[int, int], ...], stem: int) -> ByoModelCfg:
+def _byob_stages(timm_name: str, stages: tuple[tuple[int, int], ...], stem: int):
     """A timm ByobNet config (RepVGG) with ``(depth, width)`` per stage and a ``stem`` width:
     the micro RepVGG (timm's constructor takes no sizes for these networks)."""
+    from timm.models import byobnet  # here: timm loads only when a timm model is built
+
     base = byobnet.model_cfgs[timm_name]
     blocks = tuple(
         replace(block, d=depth, c=width)
@@ -247,7 +246,11 @@ def _byob_stages(timm_name: str, stages: tuple[tuple[int, int], ...], stem: int)
 
 def _timm_model(timm_name: str, num_classes: int, pretrained: bool = False, **kwargs) -> nn.Module:
     """The timm model itself (from scratch unless ``pretrained``: timm's ImageNet weights);
-    ``byob_stages``/``byob_stem``: a ByobNet (RepVGG) of other stage sizes (micro)."""
+    ``byob_stages``/``byob_stem``: a ByobNet (RepVGG) of other stage sizes (micro). timm (and
+    torchvision with it: two seconds) loads here, never for a dual-branch model."""
+    import timm  # here: only timm's models need it
+    from timm.models import byobnet  # here: likewise
+
     if "byob_stages" in kwargs:
         cfg = _byob_stages(timm_name, kwargs.pop("byob_stages"), kwargs.pop("byob_stem"))
         model = byobnet.ByobNet(cfg, num_classes=num_classes, **kwargs)

@@ -64,15 +64,20 @@ def run_card(config: Config, settings: dict, classes: list[str]) -> dict:
     )
 
 
-def legacy_card(path: Path) -> dict | None:
-    """The card of a ``best.pt`` of an earlier version (it holds the run's record but no card),
-    made from that record and the ``metrics.json`` beside it; None for a file with a card."""
+def read_model_file(path: Path) -> dict:
+    """A model file's content, its checksum verified (a one-line error naming the file)."""
     try:
-        checkpoint = load_checked(path)
+        return load_checked(path)
     except DamagedFileError as err:
         raise ModelFileError(
             f"{err}; give a run's best.pt (or its folder), copied again if it was altered"
         ) from err
+
+
+def legacy_card(path: Path, checkpoint: dict | None = None) -> dict | None:
+    """The card of a ``best.pt`` of an earlier version (it holds the run's record but no card),
+    made from that record and the ``metrics.json`` beside it; None for a file with a card."""
+    checkpoint = read_model_file(path) if checkpoint is None else checkpoint
     if not isinstance(checkpoint, dict) or "card" in checkpoint or "settings" not in checkpoint:
         return None
     settings = normalise_settings(checkpoint["settings"])
@@ -96,8 +101,11 @@ def load_model_file(
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
-    card = legacy_card(path) if path.is_file() else None
-    return load_model(path, num_classes, device, card=card)
+    if not path.is_file():
+        return load_model(path, num_classes, device)  # its error names the missing file
+    checkpoint = read_model_file(path)  # read once, for the card and the weights
+    card = legacy_card(path, checkpoint)
+    return load_model(path, num_classes, device, card=card, checkpoint=checkpoint)
 
 
 def load_run_model(folder: str | os.PathLike) -> tuple[nn.Module, Config, list[str]]:
