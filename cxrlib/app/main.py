@@ -270,12 +270,20 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--csv", action="store_true", help="print CSV: one row per image, one probability per class"
     )
+    parser.add_argument(
+        "--calibrated",
+        action="store_true",
+        help="probabilities after the temperatures fitted on the validation split (the model "
+        "file's calibration); the operating points move with them, so decisions stay the same",
+    )
 
 
 def _cmd_predict(args: argparse.Namespace, config: Config) -> int:
     from cxrlib.app.predict import decisions_text, predict_files, predictions_table  # start-up
 
-    result = predict_files(Path(args.run), args.images, cam_dir=args.cam)
+    result = predict_files(
+        Path(args.run), args.images, cam_dir=args.cam, calibrated=args.calibrated
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

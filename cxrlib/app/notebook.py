@@ -32,7 +32,7 @@ from cxrlib.models.registry import list_models
 from cxrlib.models.summary import ablation_differences as parameter_differences
 from cxrlib.models.summary import model_summary as summary_table
 from cxrlib.models.summary import switch_table
-from cxrlib.paper import data_summary, figures, items, tables
+from cxrlib.paper import beyond, data_summary, figures, items, tables
 from cxrlib.paper.costs import expected_hours
 from cxrlib.paper.experiments import cam_models as load_cam_models
 from cxrlib.paper.experiments import imagenet_models, train_models
@@ -73,15 +73,15 @@ show_user_errors_as_sentences()
 #: types; ``None`` always means "what the paper items need".
 NOTEBOOK_PARAMETERS: dict[str, type] = {
     "DATASET": str,  # 03, 04: cxr11, cxr14, or csv:/path/to/labels.csv
-    "DATASETS": list,  # 05-07: None: both papers' datasets
-    "MODELS": list,  # 03, 04, 06: None: the models of the notebook's paper items
+    "DATASETS": list,  # 05-08: None: both papers' datasets
+    "MODELS": list,  # 03, 04, 06, 08: None: the models of the notebook's paper items
     "CTRANSCNN_VARIANTS": list,  # 05
     "CHEXNET_VARIANTS": list,  # 05
     "IMAGENET_MODELS": list,  # 06: None: CTransCNN, CheXNet, ResNet-50 where they have weights
     "CAMS": dict,  # 07: model -> branches
     "FIGURE_CLASSES": dict,  # 07: dataset -> classes of the figure's rows
-    "EXPECTED_MODELS": list,  # 08: the models the report counts as missing when not run
-    # 03-07: models whose runs start over, every seed (their files discarded); a one-off --
+    "EXPECTED_MODELS": list,  # 09: the models the report counts as missing when not run
+    # 03-08: models whose runs start over, every seed (their files discarded); a one-off --
     # set it back to None once they have started again, or the next run discards them again
     "RESTART": list,
 }
@@ -417,7 +417,56 @@ def localisation(s: Session, cams: dict) -> pd.DataFrame:
     return table
 
 
-# --- 08 Report ------------------------------------------------------------------------------
+# --- 08 Subgroups and calibration -----------------------------------------------------------
+def trained_models(s: Session) -> dict:
+    """Per dataset, every model with a finished run in the profile and split, its seeds
+    together -- the papers' two first (trained here if missing): ``{dataset: {model: run}}``."""
+    found = {}
+    for name, source in s.datasets.items():
+        main = _train(s, source, s.wanted("MODELS", items.MAIN_MODELS))
+        found[name] = beyond.finished_models(s.config, name, main)
+        print(f"{name}: {len(found[name])} models ({', '.join(found[name])})")
+    return found
+
+
+def subgroups(s: Session, runs: dict) -> pd.DataFrame | None:
+    """AUC, missed findings and the largest gap by sex, age band and view (datasets whose
+    data give them: CXR14); returns the gaps of the last such dataset."""
+    gaps = None
+    for name, source in s.datasets.items():
+        data = prepare_dataset(s.config, source, progress=False)
+        if not beyond.has_subgroups(data):
+            print(f"{name}: its data give no sex, age or view: no subgroup analysis")
+            continue
+        found = beyond.subgroup_tables(runs[name], data, seed=s.config.train.seed)
+        label = s.label(name)
+        save("subgroups", beyond.groups_for_reading(found["groups"]), s.config, label=label,
+             dataset=name)  # fmt: skip
+        gaps = beyond.gaps_for_reading(found["gaps"])
+        save("subgroup_gaps", gaps, s.config, label=label, dataset=name)
+        save("subgroup_classes", beyond.classes_for_reading(found["classes"]), s.config,
+             label=label, dataset=name)  # fmt: skip
+        figure = beyond.plot_subgroups(found["groups"], f"{name}: {label}")
+        save("subgroup_figure", figure, s.config, dataset=name)
+    return gaps
+
+
+def calibration(s: Session, runs: dict) -> pd.DataFrame:
+    """ECE and Brier score before and after temperature scaling, per model and per class, and
+    reliability diagrams, on every dataset; returns the last dataset's model table."""
+    for name in s.datasets:
+        found = beyond.calibration_tables(runs[name])
+        label = s.label(name)
+        table = beyond.calibration_for_reading(found["models"])
+        save("calibration", table, s.config, label=label, dataset=name)
+        save("calibration_classes", beyond.calibration_classes_for_reading(found["classes"]),
+             s.config, label=label, dataset=name)  # fmt: skip
+        figure = beyond.plot_reliability(runs[name], f"{name}: {label}")
+        save("reliability", figure, s.config, dataset=name)
+    return table
+
+
+# --- 09 Report ------------------------------------------------------------------------------
 def report(s: Session):
     """``results/<profile>/REPORT.md`` from the tables and runs alone; displayed."""
     from IPython.display import Markdown  # here: a notebook front end, present in a kernel

@@ -27,9 +27,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from cxrlib.core.errors import ModelFileError
 from cxrlib.data.cache import ImageReadError, load_image, to_gray8
 from cxrlib.data.datasets import REGISTRY
 from cxrlib.data.loader import to_model_input
+from cxrlib.evaluate.calibration import apply_temperature, apply_temperatures
 from cxrlib.train.model import load_model_file
 from cxrlib.train.runtime import Runtime, predict
 
@@ -163,22 +165,48 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def temperatures_of(card: dict, source) -> dict[str, float | None]:
+    """The per-class temperatures a model file's card carries (fitted on the validation split
+    when the run finished), or a :class:`ModelFileError` saying the file has none."""
+    found = (card.get("calibration") or {}).get("temperatures")
+    if not found:
+        raise ModelFileError(
+            f"{source} carries no calibration (a run finished by an earlier version of the kit "
+            f"did not fit one): predict without --calibrated, or train the run again"
+        )
+    return found
+
+
 def predict_files(
-    source: str | os.PathLike, paths: list[str], cam_dir: str | os.PathLike | None = None
+    source: str | os.PathLike,
+    paths: list[str],
+    cam_dir: str | os.PathLike | None = None,
+    calibrated: bool = False,
 ) -> dict:
     """Predictions of the model of ``source`` (a run folder or a model file) for ``paths``.
 
-    Returns ``{"model", "trained_on", "operating_points", "images": [{"image", "warnings",
-    "predictions": [{"class", "probability", "threshold", "positive"}]}]}``; with
-    ``cam_dir``, a Grad-CAM overlay per image for its top classes, at the image's size."""
+    Returns ``{"model", "trained_on", "operating_points", "calibrated", "images": [{"image",
+    "warnings", "predictions": [{"class", "probability", "threshold", "positive"}]}]}``; with
+    ``cam_dir``, a Grad-CAM overlay per image for its top classes, at the image's size. With
+    ``calibrated``, probabilities and operating points pass through the card's temperatures
+    (a monotone map per class: every decision stays the same)."""
     device = _device()
     model = load_model_file(source, device=device)
     cfg, card = model.pretrained_cfg, model.card
     size = cfg["input_size"][-1]
     classes = cfg["classes"]
-    points = (card.get("operating_points") or {}).get("thresholds") or {}
+    points = dict((card.get("operating_points") or {}).get("thresholds") or {})
+    temperatures = temperatures_of(card, source) if calibrated else {}
     xrays = [read_xray(p) for p in paths]  # headers (a DICOM: decoded), every file checked
     pixels, scores = decode_and_predict(model, xrays, size, Runtime(device))
+    if calibrated:
+        scaled = [temperatures.get(name) for name in classes]
+        scores = apply_temperatures(scores, scaled)
+        points = {
+            name: float(apply_temperature(np.array(t), temperatures.get(name)))
+            for name, t in points.items()
+            if t is not None
+        }
     images = []
     for xray, row in zip(xrays, scores, strict=True):
         predictions = [
@@ -203,6 +231,7 @@ def predict_files(
         "model": card.get("model"),
         "trained_on": card.get("data"),
         "operating_points": (card.get("operating_points") or {}).get("method"),
+        "calibrated": (card.get("calibration") or {}).get("method") if calibrated else None,
         "images": images,
     }
 
@@ -365,4 +394,6 @@ def decisions_text(result: dict) -> str:
         if method
         else "no operating points in this model file: probabilities only"
     )
+    if result.get("calibrated"):
+        note += f"\ncalibrated: {result['calibrated']}"
     return "\n\n".join(blocks) + f"\n\n{note}\n"

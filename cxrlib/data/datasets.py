@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib.data import sets
-from cxrlib.data.definition import DatasetDef, DatasetLayoutError
+from cxrlib.data.definition import SUBGROUP_COLUMNS, DatasetDef, DatasetLayoutError
 from cxrlib.data.splits import SPLIT_NAMES
 
 CSV_PREFIX = "csv:"
@@ -94,7 +94,7 @@ def _csv_columns(frame: pd.DataFrame, csv_path: Path) -> tuple[str, list[str]]:
             f"{csv_path} has no image column: name it one of {', '.join(CSV_IMAGE_COLUMNS)} "
             f"(a path, absolute or relative to the CSV's folder)"
         )
-    extra = {image_columns[0], CSV_PATIENT_COLUMN, CSV_SPLIT_COLUMN}
+    extra = {image_columns[0], CSV_PATIENT_COLUMN, CSV_SPLIT_COLUMN, *SUBGROUP_COLUMNS}
     labels = [c for c in frame.columns if c not in extra]
     if not labels:
         raise DatasetLayoutError(
@@ -138,6 +138,9 @@ def read_csv_dataset(csv_path: Path) -> pd.DataFrame:
     )
     for name in labels:
         table[name] = frame[name].astype(np.uint8)
+    for name in SUBGROUP_COLUMNS:  # patient facts for the subgroup analysis, where given
+        if name in frame.columns:
+            table[name] = frame[name].to_numpy()
     if CSV_SPLIT_COLUMN in frame.columns:
         parts = frame[CSV_SPLIT_COLUMN].astype(str).str.lower()
         unknown = sorted(set(parts) - set(SPLIT_NAMES))

@@ -5,10 +5,11 @@ A dataset with its own on-disk layout is one file in :mod:`cxrlib.data.sets` tha
 recognised (marker files and, among Kaggle inputs, its whole layout); its reader -- folder ->
 one row per image with ``image_id`` (file name), ``path`` (absolute, or empty when the image is
 absent), ``patient_id`` and one 0/1 column per class in the definition's order, optionally a
-``split`` column (train/val/test) -- and, where it has them, its localisation annotations
-(boxes or lines, labelled with the definition's class names), the authors' split files and the
-publisher's official split. The rest of the kit asks :func:`cxrlib.data.datasets.get_dataset`
-and never spells a dataset's facts again -- as torchxrayvision does it.
+``split`` column (train/val/test) and the patient facts of :data:`SUBGROUP_COLUMNS` -- and,
+where it has them, its localisation annotations (boxes or lines, labelled with the
+definition's class names), the authors' split files and the publisher's official split. The
+rest of the kit asks :func:`cxrlib.data.datasets.get_dataset` and never spells a dataset's
+facts again -- as torchxrayvision does it.
 
 From files to batches there are two types: this definition, and what
 :func:`cxrlib.data.prepare.prepare_dataset` makes of it (:class:`~cxrlib.data.prepare.
@@ -39,6 +40,10 @@ from cxrlib.data.splits import (
 
 #: Columns every reader's table has besides one 0/1 column per class.
 TABLE_COLUMNS = ("image_id", "path", "patient_id")
+#: Optional columns of a reader's table, what the subgroup analysis splits by: ``sex`` (F/M),
+#: ``age`` (years) and ``view`` (the film's view position, PA/AP) -- NIH's metadata has all
+#: three; a CSV dataset may have them.
+SUBGROUP_COLUMNS = ("sex", "age", "view")
 
 
 class DatasetLayoutError(UserError, FileNotFoundError):

@@ -17,6 +17,12 @@ checked against where it was drawn:
   scattered small opacities (Infiltration), a band along the chest wall (Pleural_Thickening),
   a fuzzy upper-zone patch (Pneumonia), a dark apical region without lung markings behind a
   pleural line (Pneumothorax). ``No Finding`` images are written too (the loader drops them).
+  Patients have a sex (57 % M, as NIH's abnormal images) and an age (normal, mean 47, sd 17,
+  1-95 years), each film a view (45 % AP). **A planted, documented dependence** for the subgroup
+  analysis: on an AP film each finding is, with probability :data:`AP_HIDDEN_SHARE`, labelled
+  but not drawn (as a portable supine film can hide what the report found), so that even a
+  perfect reader's AUC is lower on AP films than on PA films; sex and age change nothing in
+  the images, so a model has no gap by sex or age but for chance.
 * CXR11 (RANZCR layout: ``train/<uid>.jpg``, ``train.csv``, ``train_annotations.csv`` with the
   drawn lines' points): tubes and lines whose *tip position* decides the label -- an
   endotracheal tube ending well above / just above / below the carina (ETT Normal / Borderline
@@ -49,7 +55,13 @@ from cxrlib.data.sets.cxr11 import CSV_COLUMNS as CXR11_CSV_COLUMNS
 from cxrlib.data.sets.cxr14 import CLASSES as CXR14_CLASSES
 from cxrlib.data.splits import SPLIT_NAMES, patient_split
 
-PHANTOM_VERSION = 1
+#: 2: patients' sex and age and the films' view drawn on their own generator, findings hidden
+#: on AP films (:data:`AP_HIDDEN_SHARE`).
+PHANTOM_VERSION = 2
+#: CXR14 phantom: the share of AP films' findings that are labelled but not drawn.
+AP_HIDDEN_SHARE = 0.4
+#: CXR14 phantom: the share of male patients and of AP films, and the age distribution (years).
+MALE_SHARE, AP_SHARE, AGE_MEAN, AGE_SD = 0.57, 0.45, 47.0, 17.0
 NIH_HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
     "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],"
@@ -141,7 +153,8 @@ def generate_phantom(
 ) -> Path:
     """Write the phantom ``spec.dataset`` under ``out_root``; return its folder.
 
-    Idempotent: a finished folder (``phantom.json`` present) is reused unless ``force``.
+    Idempotent: a finished folder (``phantom.json`` present) is reused unless ``force`` or
+    it was written by another :data:`PHANTOM_VERSION`.
     Written into a temporary folder and renamed, so an interrupted run leaves nothing behind.
     ``real_vectors`` (N×K 0/1), if given, supplies the label combinations.
     """
@@ -151,6 +164,8 @@ def generate_phantom(
     if (spec.label_source == "authors") != (real_vectors is not None):
         raise ValueError("label_source='authors' needs real_vectors, and only it does")
     folder = Path(out_root) / spec.folder_name()
+    if (folder / "phantom.json").is_file() and _version(folder) != PHANTOM_VERSION:
+        force = True  # written by another version of the generator: written again
     if (folder / "phantom.json").is_file() and not force:
         if dataset == "cxr14" and not (folder / "test_list.txt").is_file():  # made before them
             meta = pd.read_csv(folder / "Data_Entry_2017.csv", dtype={"Patient ID": str})
@@ -176,6 +191,13 @@ def generate_phantom(
     return folder
 
 
+def _version(folder: Path) -> int | None:
+    try:
+        return json.loads((folder / "phantom.json").read_text()).get("version")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return None  # damaged: written again
+
+
 def _generate_cxr14(spec: PhantomSpec, out: Path, rng, real_vectors) -> None:
     n, size = spec.num_images, spec.image_size
     normal = rng.random(n) < 0.15  # "No Finding" images: in the metadata, not in the subset
@@ -183,6 +205,10 @@ def _generate_cxr14(spec: PhantomSpec, out: Path, rng, real_vectors) -> None:
     vectors[normal] = 0
     patients = _patients(rng, n)
     anatomies = {p: patient_anatomy(np.random.default_rng([spec.seed, p])) for p in set(patients)}
+    # patient facts on a generator of their own (the subgroup analysis' planted dependence)
+    facts = np.random.default_rng([spec.seed, PHANTOM_VERSION, 14, 1])
+    sexes = {p: "M" if facts.random() < MALE_SHARE else "F" for p in sorted(set(patients))}
+    ages = {p: int(np.clip(facts.normal(AGE_MEAN, AGE_SD), 1, 95)) for p in sorted(set(patients))}
     follow = {}
     meta_rows, box_rows, names = [], [], []
     for i in range(n):
@@ -191,7 +217,10 @@ def _generate_cxr14(spec: PhantomSpec, out: Path, rng, real_vectors) -> None:
         name = f"{pid:08d}_{follow[pid]:03d}.png"
         names.append(name)
         labels = {c: int(v) for c, v in zip(CXR14_CLASSES, vectors[i], strict=True)}
-        pixels, boxes = draw_cxr14(rng, anatomies[patients[i]], labels, size)
+        view = "AP" if facts.random() < AP_SHARE else "PA"
+        hidden = facts.random(len(CXR14_CLASSES)) < (AP_HIDDEN_SHARE if view == "AP" else 0.0)
+        drawn = {c: v * int(not h) for (c, v), h in zip(labels.items(), hidden, strict=True)}
+        pixels, boxes = draw_cxr14(rng, anatomies[patients[i]], drawn, size)
         image = Image.fromarray(pixels)
         if rng.random() < 0.05:  # a few RGBA PNGs, as in the real dataset
             image = image.convert("RGBA")
@@ -200,9 +229,8 @@ def _generate_cxr14(spec: PhantomSpec, out: Path, rng, real_vectors) -> None:
         image.save(sub / name)
         findings = "|".join(c for c in CXR14_CLASSES if labels[c]) or "No Finding"
         meta_rows.append(
-            f"{name},{findings},{follow[pid]},{pid},{int(rng.integers(20, 90))},"
-            f"{'MF'[int(rng.integers(0, 2))]},{'PA' if rng.random() < 0.6 else 'AP'},"
-            f"{size},{size},0.143,0.143,"
+            f"{name},{findings},{follow[pid]},{pid},{ages[patients[i]]},{sexes[patients[i]]},"
+            f"{view},{size},{size},0.143,0.143,"
         )
         for label, (x, y, w, h) in boxes:
             if w > 0 and h > 0:

@@ -18,7 +18,6 @@ All values are percentages, like the papers' tables. Confidence intervals and te
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 EPS = float(np.finfo(np.float32).eps)
 #: A class with fewer test positives than this is flagged in per-class tables: its AUC rests
@@ -38,6 +37,8 @@ def check_scores(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, n
 
 def per_class_auc(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
     """ROC AUC per class (%), NaN where a class has a single label value."""
+    from sklearn.metrics import roc_auc_score  # here: scikit-learn takes 1 s to import
+
     y_true, y_score = check_scores(y_true, y_score)
     out = np.full(y_true.shape[1], np.nan)
     for k in range(y_true.shape[1]):
@@ -99,6 +100,8 @@ YOUDEN = "Youden's J (sensitivity + specificity - 1) maximised on the validation
 def operating_points(y_true: np.ndarray, y_score: np.ndarray) -> list[float | None]:
     """Per class, the probability threshold that maximises Youden's J on (``y_true``,
     ``y_score``) -- the validation split's; None for a class with one label value only."""
+    from sklearn.metrics import roc_curve  # here: scikit-learn takes 1 s to import
+
     y_true, y_score = check_scores(y_true, y_score)
     points: list[float | None] = []
     for k in range(y_true.shape[1]):

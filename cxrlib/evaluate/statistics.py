@@ -114,7 +114,7 @@ def paired_bootstrap(
         return np.mean([_paper_means(_resampled_auc(y_true, s, indices)) for s in scores], axis=0)
 
     observed = _mean_over_seeds(y_true, a) - _mean_over_seeds(y_true, b)
-    return _difference_summary(observed, resampled(a) - resampled(b), (len(a), len(b)))
+    return difference_summary(observed, resampled(a) - resampled(b), (len(a), len(b)))
 
 
 def _mean_over_seeds(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -122,7 +122,7 @@ def _mean_over_seeds(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean([paper_mean_auc(per_class_auc(y_true, s)) for s in scores]))
 
 
-def _difference_summary(observed: float, diffs: np.ndarray, seeds: tuple[int, int]) -> dict:
+def difference_summary(observed: float, diffs: np.ndarray, seeds: tuple[int, int]) -> dict:
     """A bootstrap's answer about a mean-AUC difference: the observed value, the 95% percentile
     interval of the R resampled ``diffs``, and the two-sided p-value (twice the smaller share on
     either side of zero), floored at 1/R with ``p_below_resolution`` saying so."""
@@ -164,7 +164,7 @@ def two_level_bootstrap(
     pick_b = rng.integers(0, len(b), size=(len(b), resamples))
     diffs = means_a[pick_a, columns].mean(axis=0) - means_b[pick_b, columns].mean(axis=0)
     observed = _mean_over_seeds(y_true, a) - _mean_over_seeds(y_true, b)
-    return _difference_summary(observed, diffs, (len(a), len(b)))
+    return difference_summary(observed, diffs, (len(a), len(b)))
 
 
 def _structural_components(y_k: np.ndarray, scores_k: np.ndarray) -> tuple[float, np.ndarray]:

@@ -2,7 +2,7 @@
 which models each needs.
 
 Papers: CTransCNN (X. Wu et al., Knowledge-Based Systems 281:111030, 2023) and the hybrid
-CheXNet (X. Wu et al., PRCV 2023, LNCS 14437). Notebooks 03-08 take their model lists and
+CheXNet (X. Wu et al., PRCV 2023, LNCS 14437). Notebooks 03-09 take their model lists and
 table names from here (their ``None`` parameters mean "what the paper items need"), the report
 lists every item with its files, and the end-to-end test checks that each file was written.
 """
@@ -10,6 +10,7 @@ lists every item with its files, and the end-to-end test checks that each file w
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import string
 from dataclasses import KW_ONLY, dataclass
@@ -116,6 +117,9 @@ class Output:
     _: KW_ONLY
     #: the profiles that write it (notebook 06's ImageNet comparison needs paper-size models)
     profiles: tuple[str, ...] = ("smoke", "paper")
+    #: the papers' datasets it is written for (None: each); the subgroup analysis needs the
+    #: patients' sex, age and view, which CXR14 has (and a CSV dataset may have)
+    datasets: tuple[str, ...] | None = None
 
     @property
     def coordinates(self) -> tuple[str, ...]:
@@ -153,6 +157,7 @@ class Output:
 _DATA, _MODELS = "01_data_preparation", "02_model_construction"
 _TRAIN = ("03_train_cxr11", "04_train_cxr14")
 _ABLATIONS, _BASELINES, _GRADCAM = "05_ablations", "06_baselines", "07_gradcam"
+_BEYOND, _REPORT = "08_subgroups_calibration", "09_report"
 OUTPUTS: dict[str, Output] = {
     o.key: o
     for o in (
@@ -211,7 +216,28 @@ OUTPUTS: dict[str, Output] = {
                "Grad-CAM of CTransCNN, CheXNet and two baselines on {dataset}, with ground truth."),
         Output("localisation", TABLE, "localisation_{dataset}_{split}", (_GRADCAM,),
                "Grad-CAM localisation on {dataset}, {label}."),
-        Output("report", REPORT, "REPORT", ("08_report",)),
+        Output("subgroups", TABLE, "subgroups_{dataset}_{split}", (_BEYOND,),
+               "Mean test AUC and missed findings by sex, age band and view on {dataset}, "
+               "{label} (neither paper).", datasets=("cxr14",)),
+        Output("subgroup_gaps", TABLE, "subgroup_gaps_{dataset}_{split}", (_BEYOND,),
+               "The largest subgroup gap of each model and attribute on {dataset}, {label} "
+               "(neither paper).", datasets=("cxr14",)),
+        Output("subgroup_classes", TABLE, "subgroup_classes_{dataset}_{split}", (_BEYOND,),
+               "Per-class test AUC and false-negative rate by subgroup on {dataset}, {label} "
+               "(neither paper).", datasets=("cxr14",)),
+        Output("subgroup_figure", FIGURE, "subgroup_auc_{dataset}_{split}", (_BEYOND,),
+               "Mean test AUC by sex, age band and view on {dataset}, with patient-bootstrap "
+               "95% CIs (neither paper).", datasets=("cxr14",)),
+        Output("calibration", TABLE, "calibration_{dataset}_{split}", (_BEYOND,),
+               "Calibration of every model on {dataset} before and after temperature scaling, "
+               "{label} (neither paper)."),
+        Output("calibration_classes", TABLE, "calibration_classes_{dataset}_{split}", (_BEYOND,),
+               "Per-class temperature, ECE and Brier score on {dataset}, {label} (neither "
+               "paper)."),
+        Output("reliability", FIGURE, "reliability_{dataset}_{split}", (_BEYOND,),
+               "Reliability diagrams on {dataset}, before and after temperature scaling "
+               "(neither paper)."),
+        Output("report", REPORT, "REPORT", (_REPORT,)),
     )
 }  # fmt: skip
 
@@ -260,6 +286,11 @@ def produces(notebook: str) -> str:
             parts.append(f"{word} " + ", ".join(f"`{name}`" for name in mine))
     only_paper = [o.shown() for o in outputs_of(notebook) if o.profiles == ("paper",)]
     extra = f" (`{'`, `'.join(only_paper)}` in the paper profile only)" if only_paper else ""
+    some = [o for o in outputs_of(notebook) if o.datasets]
+    if some:
+        prefix = os.path.commonprefix([o.shown() for o in some]).rstrip("_")  # noqa: RUF071 (names, not paths)
+        sets = ", ".join(d.upper() for d in dict.fromkeys(d for o in some for d in o.datasets))
+        extra += f" (`{prefix}…` only where the data give the patients' sex, age or view: {sets})"
     where = "under `results/<profile>/`"
     if any("<split>" in name for name in names):
         where += "; `<split>` is the `SPLIT` parameter"
@@ -278,7 +309,12 @@ def promised_files(notebook: str, profile: str, **domains: tuple[str, ...]) -> l
             continue
         combos = itertools.product(*(domains[c] for c in output.coordinates))
         for values in combos:
-            files += output.files(**dict(zip(output.coordinates, values, strict=True)))
+            named = dict(zip(output.coordinates, values, strict=True))
+            if (
+                output.datasets is None
+                or named.get("dataset", output.datasets[0]) in output.datasets
+            ):
+                files += output.files(**named)
     return files
 
 
@@ -302,6 +338,10 @@ class PaperItem:
     def paths(self, split: str) -> tuple[str, ...]:
         """The first file of each of its outputs (a table's CSV, a figure's PNG)."""
         return tuple(OUTPUTS[key].files(split=split, **fixed)[0] for key, fixed in self.outputs)
+
+
+#: The "paper" of the items neither paper has.
+BEYOND = "beyond the papers"
 
 
 def _each_paper_dataset(key: str, **fixed) -> tuple[tuple[str, dict], ...]:
@@ -331,6 +371,13 @@ ITEMS: tuple[PaperItem, ...] = (
               _each_paper_dataset("gradcam") + _each_paper_dataset("localisation"),
               tuple(CAM_BRANCHES)),
     PaperItem("both", "dataset splits", (("split_sizes", {}), ("leakage", {}))),
+    PaperItem(BEYOND, "for whom the models fail: AUC and missed findings by sex, age and view",
+              (("subgroups", {"dataset": "cxr14"}), ("subgroup_gaps", {"dataset": "cxr14"}),
+               ("subgroup_classes", {"dataset": "cxr14"}),
+               ("subgroup_figure", {"dataset": "cxr14"})), MAIN_MODELS, published=False),
+    PaperItem(BEYOND, "calibration: ECE, Brier score, reliability, temperature scaling",
+              _each_paper_dataset("calibration") + _each_paper_dataset("calibration_classes")
+              + _each_paper_dataset("reliability"), MAIN_MODELS, published=False),
 )  # fmt: skip
 
 

@@ -73,7 +73,7 @@ def save_table(
     lines += [f"_Profile `{config.profile}`; {label or data_label(config)}._", ""]
     if df.attrs.get("note"):  # e.g. the classes with few test positives (comparison)
         lines += [df.attrs["note"], ""]
-    text = "\n".join(lines) + markdown_table(df) + "\n"
+    text = "\n".join(lines) + "\n" + markdown_table(df) + "\n"  # a blank line before the table
     atomic_write_text(folder / f"{name}.md", text)
     return csv_path
 

@@ -9,6 +9,13 @@ which marks the run finished; then the resume checkpoints go.
 
 from __future__ import annotations
 
+from cxrlib.evaluate.calibration import (
+    ECE_BINS,
+    TEMPERATURE_METHOD,
+    apply_temperatures,
+    calibration_summary,
+    fit_temperatures,
+)
 from cxrlib.evaluate.metrics import YOUDEN, evaluate, operating_points
 from cxrlib.evaluate.statistics import bootstrap_auc_ci
 from cxrlib.models.attention import attention_path
@@ -61,6 +68,21 @@ def _run_facts(trainer: Trainer) -> dict:
     return facts
 
 
+def calibration(classes: list[str], val_labels, val_scores, test_labels, test_scores) -> dict:
+    """Temperatures fitted per class on the validation split, and the test split's expected
+    calibration error and Brier score before and after them (:mod:`cxrlib.evaluate.calibration`)."""
+    temperatures = fit_temperatures(val_labels, val_scores)
+    return {
+        "method": TEMPERATURE_METHOD,
+        "temperatures": dict(zip(classes, temperatures, strict=True)),
+        "bins": ECE_BINS,
+        "test_before": calibration_summary(test_labels, test_scores),
+        "test_after": calibration_summary(
+            test_labels, apply_temperatures(test_scores, temperatures)
+        ),
+    }
+
+
 def evaluate_test(trainer: Trainer) -> RunResult:
     """Score the tested weights (``TEST_CHECKPOINT``) on the test part, and the other choice
     too; write predictions, the model file's card, then ``metrics.json``."""
@@ -71,9 +93,16 @@ def evaluate_test(trainer: Trainer) -> RunResult:
     labels = test[list(data.classes)].to_numpy()
     scores = {name: _scores(trainer, model, "test") for name, (model, _) in models.items()}
     tested, best = models[choice][0], models["best"][1]
-    thresholds = operating_points(data.labels("val"), _scores(trainer, tested, "val"))
+    val, val_labels = data.part("val"), data.labels("val")
+    val_scores = _scores(trainer, tested, "val")
+    thresholds = operating_points(val_labels, val_scores)
     write_predictions(
         run, Predictions(test["image_id"].tolist(), list(data.classes), labels, scores[choice])
+    )
+    write_predictions(
+        run,
+        Predictions(val["image_id"].tolist(), list(data.classes), val_labels, val_scores),
+        part="val",
     )
     metrics = _run_facts(trainer) | {
         "best_epoch": best["epoch"],
@@ -86,13 +115,18 @@ def evaluate_test(trainer: Trainer) -> RunResult:
             "method": YOUDEN,
             "thresholds": dict(zip(data.classes, thresholds, strict=True)),
         },
+        "calibration": calibration(
+            list(data.classes), val_labels, val_scores, labels, scores[choice]
+        ),
         "other_checkpoint": {
             "checkpoint": OTHER[choice],
             "epoch": best["epoch"] if choice == "last" else trainer.state.epoch,
             "test": evaluate(labels, scores[OTHER[choice]]),
         },
     }
-    card_results = {k: metrics[k] for k in ("test", "test_ci", "operating_points", "epochs_run")}
+    card_results = {
+        k: metrics[k] for k in ("test", "test_ci", "operating_points", "calibration", "epochs_run")
+    }
     if choice == "best":
         saver.complete_best_card(card_results)
     else:

@@ -191,6 +191,11 @@ class RunFolder:
         return self.path / "test_predictions.csv"
 
     @property
+    def val_predictions_file(self) -> Path:
+        """The tested weights' validation predictions (temperature scaling is fitted on them)."""
+        return self.path / "val_predictions.csv"
+
+    @property
     def metrics_file(self) -> Path:
         return self.path / "metrics.json"
 
@@ -210,6 +215,7 @@ class RunFolder:
             self.history_file,
             self.log_file,
             self.predictions_file,
+            self.val_predictions_file,
             self.metrics_file,
         ]
 

@@ -86,13 +86,20 @@ def read_history(run: RunFolder, metrics: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame()
 
 
-def write_predictions(run: RunFolder, predictions: Predictions) -> None:
+def _predictions_file(run: RunFolder, part: str) -> Path:
+    if part not in ("test", "val"):
+        raise ValueError(f"a run keeps test and val predictions; got {part!r}")
+    return run.predictions_file if part == "test" else run.val_predictions_file
+
+
+def write_predictions(run: RunFolder, predictions: Predictions, part: str = "test") -> None:
+    """``test_predictions.csv`` (or ``val_predictions.csv``): image id, labels, probabilities."""
     frame = pd.DataFrame({"image_id": predictions.image_ids})
     for k, name in enumerate(predictions.classes):
         frame[f"label_{name}"] = predictions.labels[:, k]
     for k, name in enumerate(predictions.classes):
         frame[f"prob_{name}"] = predictions.scores[:, k]
-    with atomic_write(run.predictions_file, "w", newline="") as handle:
+    with atomic_write(_predictions_file(run, part), "w", newline="") as handle:
         frame.to_csv(handle, index=False)
 
 
@@ -127,11 +134,19 @@ def write_metrics(run: RunFolder, metrics: dict) -> None:
     atomic_write_text(run.metrics_file, json.dumps(metrics, indent=2))
 
 
-def read_predictions(run: RunFolder) -> Predictions:
+def read_predictions(run: RunFolder, part: str = "test") -> Predictions:
+    """A finished run's test (or validation) predictions; a run finished by a version that
+    kept no validation predictions raises :class:`RunNotFinishedError` saying so."""
     metrics = read_metrics(run)
-    if metrics is None or not run.predictions_file.is_file():
+    path = _predictions_file(run, part)
+    if metrics is None:
         raise RunNotFinishedError(f"{run.path} holds no finished run: train it first")
-    frame = pd.read_csv(run.predictions_file, dtype={"image_id": str})
+    if not path.is_file():
+        raise RunNotFinishedError(
+            f"{path} is missing: the run was finished by an earlier version of the kit, which "
+            f"did not keep it; start the run over to have it ({restart_hint(run.path)})"
+        )
+    frame = pd.read_csv(path, dtype={"image_id": str})
     classes = list(metrics["classes"])
     return Predictions(
         frame["image_id"].tolist(),
@@ -187,9 +202,10 @@ class RunResult:
         spent = self.history["seconds"] * self.history["devices"]
         return float(spent.sum()) / 3600 if spent.notna().all() else None
 
-    def predictions(self) -> Predictions:
-        """The test predictions (raises :class:`RunNotFinishedError` for an unfinished run)."""
-        return read_predictions(self.run)
+    def predictions(self, part: str = "test") -> Predictions:
+        """The test (or validation) predictions (raises :class:`RunNotFinishedError` for an
+        unfinished run)."""
+        return read_predictions(self.run, part)
 
 
 def read_run(folder: str | os.PathLike) -> RunResult:

@@ -118,7 +118,7 @@ def test_a_torch_older_than_pyprojects_floor_is_named_before_anything_is_install
 
 def test_the_report_takes_the_profile_of_the_results_it_is_pointed_at(tmp_path, monkeypatch):
     """A fresh Colab VM, no data on it, RESULTS_DIR and RUNS_DIR on Drive holding paper results:
-    notebook 08 (PROFILE = None) reports the paper profile, not the smoke one; where both
+    notebook 09 (PROFILE = None) reports the paper profile, not the smoke one; where both
     profiles' results are there it refuses, naming them."""
     from cxrlib.app.parameters import config_and_extras
     from cxrlib.core.config import ConfigError

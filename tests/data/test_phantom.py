@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from cxrlib.data.datasets import get_dataset
-from cxrlib.data.phantom import BBOX_HEADER, NIH_HEADER, PhantomSpec, generate_phantom
+from cxrlib.data.phantom import (
+    AP_HIDDEN_SHARE,
+    BBOX_HEADER,
+    NIH_HEADER,
+    PhantomSpec,
+    generate_phantom,
+)
 from cxrlib.data.sets.cxr11 import CSV_COLUMNS as CXR11_CSV_COLUMNS
 from cxrlib.data.sets.cxr11 import read as load_cxr11
 from cxrlib.data.sets.cxr14 import read as load_cxr14
@@ -53,8 +59,15 @@ def test_cxr14_loads_through_real_reader_with_boxes_for_drawn_lesions(phantoms):
     boxes = definition.annotations(phantoms["cxr14"])
     for _, box in boxes.iterrows():
         assert labelled.loc[box.image_id, box.label] == 1  # a box only for a drawn finding
-    positives = int(table[list(definition.classes)].to_numpy().sum())
-    assert len(boxes) == positives  # one box per drawn lesion
+    labels = table[list(definition.classes)].to_numpy()
+    on_pa = int(labels[(table["view"] == "PA").to_numpy()].sum())
+    on_ap = int(labels[(table["view"] == "AP").to_numpy()].sum())
+    boxed = boxes["image_id"].map(labelled["view"])
+    assert (boxed == "PA").sum() == on_pa  # one box per finding: every PA finding is drawn
+    # AP films hide AP_HIDDEN_SHARE of their findings (the subgroup analysis' planted gap)
+    assert (boxed == "AP").sum() == pytest.approx(on_ap * (1 - AP_HIDDEN_SHARE), abs=0.1 * on_ap)
+    assert set(table["sex"]) == {"F", "M"} and table["age"].between(1, 95).all()
+    assert (table.groupby("patient_id")[["sex", "age"]].nunique() == 1).all().all()
     split = definition.read_paper_split(phantoms["cxr14"] / "splits")
     assert set(split["image_id"]) == set(table["image_id"])
 

@@ -7,6 +7,7 @@ import json
 
 import matplotlib
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import to_rgb
 
@@ -252,11 +253,32 @@ def _texts_hidden_by_lines(fig) -> list[str]:
     return hidden
 
 
+def _subgroup_rows():
+    """Subgroup rows of three models on synthetic scores (every attribute, a sparse band)."""
+    from cxrlib.evaluate.subgroups import age_bands, subgroup_analysis
+
+    rng = np.random.default_rng(0)
+    n = 600
+    y = (rng.random((n, 4)) < 0.2).astype(int)
+    groups = {
+        "sex": np.where(rng.random(n) < 0.5, "F", "M"),
+        "age": age_bands(rng.integers(1, 90, n)),
+        "view": np.where(rng.random(n) < 0.45, "AP", "PA"),
+    }
+    frames = []
+    for model in ("ctranscnn_tiny", "chexnet_tiny", "resnet50"):
+        scores = 1 / (1 + np.exp(-(rng.normal(size=y.shape) + 1.2 * y)))
+        table, _, _ = subgroup_analysis(y, scores, groups, np.arange(n), resamples=100)
+        frames.append(table.assign(model=model))
+    return pd.concat(frames, ignore_index=True)
+
+
 @pytest.mark.slow
 def test_figures_have_no_overlapping_text(seeded, monkeypatch):
     """The ablation dot plot's labels (once a two-line y-label that ran into the title), the
     ROC, radar and training figures: no two texts drawn over each other, and no label under
     a data line (the radar's ring values once sat on the curves and on the class names)."""
+    from cxrlib.paper.beyond import plot_reliability, plot_subgroups
     from cxrlib.paper.figures import plot_mean_auc
 
     runs, _ = seeded
@@ -267,6 +289,8 @@ def test_figures_have_no_overlapping_text(seeded, monkeypatch):
         ),
         "macro ROC": plot_macro_roc(runs, "cxr11: phantom data"),
         "radar": plot_radar(runs, "cxr11: phantom data, not comparable with the paper"),
+        "reliability": plot_reliability(runs, "cxr11: phantom data, not comparable"),
+        "subgroups": plot_subgroups(_subgroup_rows(), "cxr14: phantom data, not comparable"),
     }
     for name, fig in figures.items():
         assert _overlapping_texts(fig) == [], name

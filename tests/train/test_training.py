@@ -12,6 +12,7 @@ import torch
 
 from cxrlib.core.config import load_config
 from cxrlib.core.errors import NonFiniteLossError, RunConfigMismatchError
+from cxrlib.evaluate.calibration import apply_temperature, fit_temperatures
 from cxrlib.models import create_model
 from cxrlib.train.checkpoints import CheckpointSaver
 from cxrlib.train.layout import RunFolder
@@ -109,11 +110,21 @@ def test_outputs_of_a_finished_run(isolated_outputs):
         "epochs.csv",
         "metrics.json",
         "test_predictions.csv",
+        "val_predictions.csv",
     } <= files
     assert not files & {"last.pt", "last.prev.pt"}, "a finished run keeps only best.pt"
     metrics = json.loads((result.folder / "metrics.json").read_text())
     assert len(metrics["test"]["per_class_auc"]) == 11
     assert metrics["test_ci"]["resamples"] >= 1000
+    # calibration: temperatures fitted on the validation predictions it kept, test ECE beside
+    val = result.predictions("val")
+    calibration = metrics["calibration"]
+    assert list(calibration["temperatures"]) == metrics["classes"]
+    fitted = fit_temperatures(val.labels, val.scores)
+    assert list(calibration["temperatures"].values()) == pytest.approx(fitted, nan_ok=True)
+    assert calibration["test_before"]["mean_ece"] >= 0 and calibration["bins"] == 15
+    card = torch.load(result.folder / "best.pt", weights_only=True)["card"]
+    assert card["calibration"] == calibration
     torch.load(result.folder / "best.pt", weights_only=True)  # loads safely
     assert len(result.history) == 2
 
@@ -171,6 +182,20 @@ def test_predict_files_matches_the_runs_test_predictions(capsys):
     expected = saved.loc[test["image_id"], [f"prob_{c}" for c in result.metrics["classes"]]]
     assert list(ours.columns[1:]) == result.metrics["classes"]
     assert abs(ours.iloc[:, 1:].to_numpy() - expected.to_numpy()).max() < 1e-5
+
+    # --calibrated: the card's temperatures applied to probabilities and operating points alike,
+    # so every decision stays the same
+    assert main(["predict", str(result.folder), *test["path"], "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(result.folder), *test["path"], "--json", "--calibrated"]) == 0
+    calibrated = json.loads(capsys.readouterr().out)
+    assert "temperature scaling" in calibrated["calibrated"] and plain["calibrated"] is None
+    temperatures = result.metrics["calibration"]["temperatures"]
+    for before, after in zip(plain["images"], calibrated["images"], strict=True):
+        for a, b in zip(before["predictions"], after["predictions"], strict=True):
+            t = temperatures[a["class"]]
+            assert b["probability"] == pytest.approx(float(apply_temperature(a["probability"], t)))
+            assert b["positive"] == a["positive"]
 
 
 def test_gradient_accumulation_steps_once_per_group_of_batches():

@@ -72,7 +72,8 @@ def looks_like_nih(root: Path) -> bool:
 
 
 def read_metadata(csv_path: Path, abnormal_only: bool = True) -> pd.DataFrame:
-    """The NIH metadata as ``image_id, patient_id, view, <14 class columns>``.
+    """The NIH metadata as ``image_id, patient_id, view, sex, age, <14 class columns>`` (sex
+    and age where the file has them, as Kaggle's does).
 
     Handles the 2017 Kaggle header (trailing empty column) and the v2020 one. With
     ``abnormal_only`` (the papers' subset) rows labelled ``No Finding`` are dropped.
@@ -90,6 +91,11 @@ def read_metadata(csv_path: Path, abnormal_only: bool = True) -> pd.DataFrame:
             "view": frame["View Position"].astype(str),
         }
     )
+    if "Patient Gender" in frame.columns:
+        out["sex"] = frame["Patient Gender"].astype(str).str.strip().str.upper()
+    if "Patient Age" in frame.columns:  # years; some copies write "058Y"
+        digits = frame["Patient Age"].astype(str).str.extract(r"^\s*(\d+)", expand=False)
+        out["age"] = pd.to_numeric(digits, errors="coerce")
     for name in CLASSES:
         out[name] = findings.map(lambda labels, n=name: n in labels).astype(np.uint8)
     duplicated = out["image_id"][out["image_id"].duplicated()]
