@@ -59,7 +59,7 @@ from cxrlib.data.splits import SPLIT_NAMES, patient_split
 #: on AP films (:data:`AP_HIDDEN_SHARE`).
 PHANTOM_VERSION = 2
 #: CXR14 phantom: the share of AP films' findings that are labelled but not drawn.
-AP_HIDDEN_SHARE = 0.4
+AP_HIDDEN_SHARE = 0.2
 #: CXR14 phantom: the share of male patients and of AP films, and the age distribution (years).
 MALE_SHARE, AP_SHARE, AGE_MEAN, AGE_SD = 0.57, 0.45, 47.0, 17.0
 NIH_HEADER = (

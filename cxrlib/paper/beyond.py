@@ -340,8 +340,8 @@ def calibration_for_reading(frame: pd.DataFrame) -> pd.DataFrame:
             "seeds": frame["seeds"],
             "ECE before (%)": _percent(frame["ece_before"]),
             "ECE after (%)": _percent(frame["ece_after"]),
-            "Brier before (%)": _percent(frame["brier_before"]),
-            "Brier after (%)": _percent(frame["brier_after"]),
+            "Brier ×100 before": _percent(frame["brier_before"]),
+            "Brier ×100 after": _percent(frame["brier_after"]),
             "T median": frame["temperature_median"],
             "T range": [
                 "–" if not np.isfinite(a) else f"{a:.2f}–{b:.2f}"
@@ -350,8 +350,8 @@ def calibration_for_reading(frame: pd.DataFrame) -> pd.DataFrame:
         }
     )
     shown.attrs["note"] = (
-        CALIBRATION_NOTE.format(bins=ECE_BINS) + " Brier scores are shown ×100 (%); a '–' "
-        "after: the run kept no validation predictions (finished by an earlier version)."
+        CALIBRATION_NOTE.format(bins=ECE_BINS) + " A '–' after: the run kept no validation "
+        "predictions (finished by an earlier version of the kit)."
     )
     return shown
 
@@ -365,8 +365,8 @@ def calibration_classes_for_reading(frame: pd.DataFrame) -> pd.DataFrame:
             "T": frame["temperature"],
             "ECE before (%)": _percent(frame["ece_before"].astype(float)),
             "ECE after (%)": _percent(frame["ece_after"].astype(float)),
-            "Brier before (%)": _percent(frame["brier_before"].astype(float)),
-            "Brier after (%)": _percent(frame["brier_after"].astype(float)),
+            "Brier ×100 before": _percent(frame["brier_before"].astype(float)),
+            "Brier ×100 after": _percent(frame["brier_after"].astype(float)),
         }
     )
     shown.attrs["note"] = CALIBRATION_NOTE.format(bins=ECE_BINS) + " First seed's run."
@@ -435,6 +435,7 @@ def report_section(results: Path, split: str, models: tuple[str, ...]) -> list[s
     headings = {"subgroup_gaps": "Largest subgroup gap", "calibration": "Calibration"}
     shown = 0
     for key, note in notes.items():
+        written = False
         for dataset in PAPER_DATASETS:
             path = results / OUTPUTS[key].files(dataset=dataset, split=split)[0]
             if not path.is_file():
@@ -446,10 +447,11 @@ def report_section(results: Path, split: str, models: tuple[str, ...]) -> list[s
                 "",
                 markdown_table(mine if len(mine) else frame),
                 "",
-                f"_{note}_",
-                "",
             ]
             shown += 1
+            written = True
+        if written:  # the note once, under the last of its tables
+            lines += [f"_{note}_", ""]
     if not shown:
         lines += ["Not written yet: run notebook 08.", ""]
     return lines

@@ -371,11 +371,11 @@ ITEMS: tuple[PaperItem, ...] = (
               _each_paper_dataset("gradcam") + _each_paper_dataset("localisation"),
               tuple(CAM_BRANCHES)),
     PaperItem("both", "dataset splits", (("split_sizes", {}), ("leakage", {}))),
-    PaperItem(BEYOND, "for whom the models fail: AUC and missed findings by sex, age and view",
+    PaperItem(BEYOND, "subgroups: AUC and missed findings by sex, age, view",
               (("subgroups", {"dataset": "cxr14"}), ("subgroup_gaps", {"dataset": "cxr14"}),
                ("subgroup_classes", {"dataset": "cxr14"}),
                ("subgroup_figure", {"dataset": "cxr14"})), MAIN_MODELS, published=False),
-    PaperItem(BEYOND, "calibration: ECE, Brier score, reliability, temperature scaling",
+    PaperItem(BEYOND, "calibration and temperature scaling",
               _each_paper_dataset("calibration") + _each_paper_dataset("calibration_classes")
               + _each_paper_dataset("reliability"), MAIN_MODELS, published=False),
 )  # fmt: skip

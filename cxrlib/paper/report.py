@@ -23,7 +23,7 @@ from cxrlib.data.datasets import PAPER_DATASETS
 from cxrlib.paper import beyond
 from cxrlib.paper.comparability import AUTHORS_COMPUTATION
 from cxrlib.paper.costs import ASSUMED_MFU, PAPER, run_hours
-from cxrlib.paper.items import IMAGENET_MODELS, ITEMS, MAIN_MODELS, figures_present
+from cxrlib.paper.items import BEYOND, IMAGENET_MODELS, ITEMS, MAIN_MODELS, figures_present
 from cxrlib.paper.items import expected_models as expected_models_of_papers
 from cxrlib.paper.markdown import markdown_table
 from cxrlib.paper.outputs import PHANTOM_NOTE, data_label
@@ -79,7 +79,8 @@ def _items_section(results: Path, split: str) -> list[str]:
     for item in ITEMS:
         files = item.paths(split)
         present = all((results / f).is_file() for f in files)
-        note = "" if item.published else " (no published counterpart)"
+        # the papers' items without numbers say so; those beyond the papers say it by their name
+        note = "" if item.published or item.paper == BEYOND else " (no published counterpart)"
         rows.append(
             {
                 "paper": item.paper,
