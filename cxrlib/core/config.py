@@ -134,7 +134,9 @@ class TrainConfig:
         "auto",
         "auto: bf16 on GPUs that have it natively, fp16 with a scaler on others, fp32 on a CPU",
     )
-    channels_last: bool = _param(True, "NHWC memory format (ours: faster convolutions)")
+    channels_last: bool = _param(
+        True, "NHWC memory format on a GPU (ours: faster convolutions; a CPU runs NCHW)"
+    )
     compile: bool = _param(False, "torch.compile the model (ours; pays only on long runs on a CPU)")
     grad_accum: int | None = _param(
         None,

@@ -75,6 +75,9 @@ def test_defaults_choose_for_the_machine():
     assert config.train.grad_accum is None and config.train.num_workers is None
     runtime = setup_runtime(config)  # this CPU: no probe, no workers
     assert (runtime.grad_accum, runtime.num_workers, runtime.precision) == (1, 0, "fp32")
+    # the paper asks for NHWC; a CPU runs NCHW (torch 2.14.1's NHWC backward of the IB block
+    # aborted a CheXNet run with heap corruption)
+    assert config.train.channels_last and not runtime.channels_last
 
 
 def test_an_fp16_overflow_is_skipped_by_the_scaler_and_counted():
