@@ -41,8 +41,9 @@ HISTORY_COLUMNS = ("epoch",)
 def write_history(run: RunFolder, rows: list[dict]) -> None:
     """``epochs.csv``: one row per finished epoch (the checkpoint and, once finished,
     ``metrics.json`` hold the same rows, from which a damaged file is written again)."""
-    with atomic_write(run.history_file, "w", newline="") as handle:
-        pd.DataFrame(rows).to_csv(handle, index=False)
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    with atomic_write(run.history_file, "w", newline="") as handle:  # no rows: the header
+        frame.to_csv(handle, index=False)
 
 
 def _history_problem(frame: pd.DataFrame) -> str | None:

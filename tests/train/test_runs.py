@@ -203,3 +203,20 @@ def test_a_resume_with_another_micro_batch_is_refused(isolated_outputs, monkeypa
     monkeypatch.setattr(train_module, "setup_runtime", smaller_gpu)
     with pytest.raises(RunConfigMismatchError, match="MICRO_BATCH: run has 16, now 8"):
         train_run(config, "cxr11", progress=False)
+
+
+def test_a_history_without_epochs_reads_back_empty_without_a_warning(tmp_path):
+    """A run paused before its first epoch ended has no epoch to write: its epochs.csv is the
+    header alone, read back as an empty history, not as a damaged file."""
+    import warnings
+
+    from cxrlib.train.layout import RunFolder
+    from cxrlib.train.results import read_history, write_history
+
+    run = RunFolder(tmp_path / "runs/smoke/cxr11/paper/resnet34/seed0")
+    run.path.mkdir(parents=True)
+    write_history(run, [])
+    assert run.history_file.read_text().strip() == "epoch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_history(run).empty
