@@ -19,8 +19,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the benchmarks folder is not an installed package
-    sys.path.insert(0, str(ROOT))
+
+
+def _checkout_first() -> None:
+    """Put the checkout first on the path: benchmarks/ and tests/ are not installed packages,
+    and under the ``mkdocs`` script (unlike ``python -m mkdocs``) the path the plugins leave at
+    page time does not hold the checkout."""
+    sys.path[:] = [str(ROOT), *(p for p in sys.path if p != str(ROOT))]
 
 
 def _cell(value: object) -> str:
@@ -112,6 +117,7 @@ def bad_inputs() -> str:
     """Every bad input of ``tests/bad_inputs.py``, run now, with the message the user saw."""
     import tempfile
 
+    _checkout_first()
     from tests.bad_inputs import CASES
 
     rows = []
@@ -137,6 +143,7 @@ def hours() -> str:
 
 
 def benchmarks() -> str:
+    _checkout_first()
     from benchmarks.report import benchmark_sections
 
     return "\n\n".join(benchmark_sections(ROOT / "benchmarks" / "results"))
