@@ -18,8 +18,10 @@ from cxrlib.core.config import Config, ConfigError
 from cxrlib.data.datasets import get_dataset
 from cxrlib.models.registry import check_model
 from cxrlib.paper.items import IMAGENET_MODELS, seeded_models
+from cxrlib.train.layout import RunFolder
 from cxrlib.train.model import load_run_model
-from cxrlib.train.results import RunResult
+from cxrlib.train.parallel import train_side_by_side
+from cxrlib.train.results import RunResult, read_run
 from cxrlib.train.run import train_run
 
 
@@ -37,7 +39,9 @@ def train_models(
     "imagenet"}``). A model of ``SEED_MODELS`` (:func:`cxrlib.paper.items.seeded_models`)
     trains ``SEEDS`` times (seeds SEED, SEED+1, ...): the first seed's run is returned, the
     others in its ``seed_runs``. The models named in ``restart`` (a notebook's ``RESTART``) are
-    started over, every seed: their files are discarded first.
+    started over, every seed: their files are discarded first. On a CPU with threads to
+    spare the runs train side by side, one process each, and are then read back
+    (:func:`~cxrlib.train.parallel.train_side_by_side`).
 
     When the session's time limit paused or held back a run, says so: in a notebook the later
     cells then only print "paused -- run again to resume", and the next run resumes.
@@ -45,22 +49,25 @@ def train_models(
     for name in names:  # every name checked before the first run starts
         check_model(name)
     bases = {name: config.override(model=name, **(overrides or {})) for name in names}
-    runs = {
-        name: train_run(base, dataset, restart=name in restart, **kwargs)
-        for name, base in bases.items()
+    seeded = set(seeded_models(config.train.seed_models))
+    count = {name: config.train.seeds if name in seeded else 1 for name in names}
+    configs = {  # every model's first seed before any second one
+        (name, i): bases[name].override(seed=bases[name].train.seed + i)
+        for i in range(max(count.values(), default=1))
+        for name in names
+        if i < count[name]
     }
-    for name in seeded_models(config.train.seed_models):
-        if name in runs:
-            base = bases[name]
-            runs[name].seed_runs = [
-                train_run(
-                    base.override(seed=base.train.seed + i),
-                    dataset,
-                    restart=name in restart,
-                    **kwargs,
-                )
-                for i in range(1, base.train.seeds)
-            ]
+    jobs = [(c, name in restart) for (name, _), c in configs.items()]
+    read_back = train_side_by_side(jobs, dataset, **kwargs) > 1  # trained already: read back
+
+    def result(name: str, i: int) -> RunResult:
+        if read_back:
+            return read_run(RunFolder.of(configs[name, i], get_dataset(dataset).name).path)
+        return train_run(configs[name, i], dataset, restart=name in restart, **kwargs)
+
+    runs = {name: result(name, 0) for name in names}
+    for name in names:
+        runs[name].seed_runs = [result(name, i) for i in range(1, count[name])]
     waiting = {name: run for name, run in runs.items() if not all(r.finished for r in run.seeds)}
     if waiting:
         announce_pause(
