@@ -12,7 +12,7 @@ from cxrlib.paper.experiments import train_models
 from cxrlib.train.parallel import side_by_side_workers
 from tests.conftest import isolate_outputs
 
-CONFIG = {"phantom_images": 60, "epochs": 2, "batch_size": 16, "seeds": 2}
+CONFIG = {"phantom_images": 40, "epochs": 1, "batch_size": 16, "seeds": 2}
 NAMES = ["resnet34", "ctranscnn_tiny"]  # ctranscnn_tiny is a seeded model: 3 runs in all
 
 
