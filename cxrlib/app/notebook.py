@@ -35,7 +35,7 @@ from cxrlib.models.summary import switch_table
 from cxrlib.paper import beyond, data_summary, figures, items, tables
 from cxrlib.paper.costs import expected_hours
 from cxrlib.paper.experiments import cam_models as load_cam_models
-from cxrlib.paper.experiments import imagenet_models, train_models
+from cxrlib.paper.experiments import imagenet_models, train_model_sets, train_models
 from cxrlib.paper.fidelity import FIXTURE_ENV, fidelity_table
 from cxrlib.paper.outputs import data_label, save
 from cxrlib.paper.report import write_report
@@ -132,6 +132,15 @@ def start(namespace: Mapping[str, Any], reads: str = "data") -> Session:
 def _train(s: Session, source: str, models: list[str], **kwargs) -> dict:
     """:func:`~cxrlib.paper.experiments.train_models` with the notebook's ``RESTART``."""
     return train_models(s.config, source, models, restart=s.wanted("RESTART", []), **kwargs)
+
+
+def _train_sets(s: Session, sets: dict, **kwargs) -> dict:
+    """``{key: runs}`` for ``sets`` of ``{key: (source, models)}``, every run of them side by
+    side where the CPU allows (:func:`~cxrlib.paper.experiments.train_model_sets`)."""
+    runs = train_model_sets(
+        s.config, list(sets.values()), restart=s.wanted("RESTART", []), **kwargs
+    )
+    return dict(zip(sets, runs, strict=True))
 
 
 def summary(s: Session) -> str:
@@ -291,11 +300,14 @@ def ablation_hours(s: Session) -> pd.DataFrame:
 
 def train_ablations(s: Session) -> dict:
     """Every variant of both studies on every dataset: ``{(study, dataset): runs}``."""
-    return {
-        (study, name): _train(s, source, members)
-        for study, (members, _) in _studies(s).items()
-        for name, source in s.datasets.items()
-    }
+    return _train_sets(
+        s,
+        {
+            (study, name): (source, members)
+            for study, (members, _) in _studies(s).items()
+            for name, source in s.datasets.items()
+        },
+    )
 
 
 def ablation_tables(s: Session, runs: dict) -> pd.DataFrame:
@@ -328,7 +340,7 @@ def baseline_hours(s: Session) -> pd.DataFrame:
 def train_baselines(s: Session) -> dict:
     """Every model of CheXNet Tables 1-2 and CTransCNN's comparison: ``{dataset: runs}``."""
     models = s.wanted("MODELS", items.models_of("06_baselines"))
-    return {name: _train(s, source, models) for name, source in s.datasets.items()}
+    return _train_sets(s, {name: (source, models) for name, source in s.datasets.items()})
 
 
 def chexnet_tables_1_2(s: Session, runs: dict) -> pd.DataFrame:
@@ -367,11 +379,8 @@ def train_from_imagenet(s: Session, runs: dict) -> dict:
     scratch = s.wanted("MODELS", items.models_of("06_baselines"))
     models = imagenet_models(s.config, s.extras.get("IMAGENET_MODELS"), scratch)
     overrides = {"pretrained": "imagenet"}
-    return {
-        name: _train(s, source, models, overrides=overrides)
-        for name, source in s.datasets.items()
-        if models
-    }
+    sets = {name: (source, models) for name, source in s.datasets.items() if models}
+    return _train_sets(s, sets, overrides=overrides)
 
 
 def scratch_vs_imagenet(s: Session, runs: dict, imagenet: dict) -> pd.DataFrame | None:
@@ -390,7 +399,7 @@ def _branches(s: Session) -> dict[str, list[str]]:
 def train_cam_models(s: Session) -> dict:
     """The models of the Grad-CAM figure, read back from their runs (trained if missing)."""
     models = list(_branches(s))
-    return {name: _train(s, source, models) for name, source in s.datasets.items()}
+    return _train_sets(s, {name: (source, models) for name, source in s.datasets.items()})
 
 
 def cam_models(s: Session, runs: dict) -> dict:

@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cxrlib.models.blocks import as_published
 from cxrlib.models.dual_branch import SWITCHES, forward_heads
 from cxrlib.models.factory import create_model
+from cxrlib.models.files import skipped_init
 from cxrlib.models.registry import ablations, get_spec
 
 #: Each ablation, the full model it is compared with, and the one switch that differs
@@ -70,8 +71,12 @@ def model_summary(
     rows = []
     for name in names:
         spec = get_spec(name)
-        model = create_model(name, num_classes=num_classes, size=size, image_size=image_size)
+        with skipped_init():  # counts and shapes only: zeros instead of drawn weights
+            model = create_model(name, num_classes=num_classes, size=size, image_size=image_size)
         with torch.no_grad():
+            for tensor in (*model.parameters(), *model.buffers()):
+                if tensor.is_floating_point():
+                    tensor.zero_()  # not left as uninitialised memory (NaN, denormals)
             out = forward_heads(model.eval(), torch.zeros(2, 3, image_size, image_size))
         if spec.timm_name:
             definition = f"timm {spec.timm_name}"

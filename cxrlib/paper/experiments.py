@@ -46,28 +46,64 @@ def train_models(
     When the session's time limit paused or held back a run, says so: in a notebook the later
     cells then only print "paused -- run again to resume", and the next run resumes.
     """
-    for name in names:  # every name checked before the first run starts
+    (runs,) = train_model_sets(
+        config, [(dataset, names)], overrides=overrides, restart=restart, **kwargs
+    )
+    return runs
+
+
+def train_model_sets(
+    config: Config,
+    sets: list[tuple[str, list[str]]],
+    *,
+    overrides: dict | None = None,
+    restart: Collection[str] = (),
+    **kwargs,
+) -> list[dict[str, RunResult]]:
+    """:func:`train_models` for each ``(dataset, names)`` of ``sets``, with one set of
+    side-by-side processes for all of their runs (a notebook's studies on both datasets keep
+    both processes busy to the end)."""
+    plans = [_plan(config, dataset, names, overrides) for dataset, names in sets]
+    jobs = [(c, dataset, name in restart) for dataset, plan in plans for (name, _), c in plan]
+    read_back = train_side_by_side(jobs, **kwargs) > 1  # trained already: read back
+    out = []
+    for dataset, plan in plans:
+        configs = dict(plan)
+
+        def result(name: str, i: int, dataset=dataset, configs=configs) -> RunResult:
+            if read_back:
+                return read_run(RunFolder.of(configs[name, i], get_dataset(dataset).name).path)
+            return train_run(configs[name, i], dataset, restart=name in restart, **kwargs)
+
+        names = [name for (name, i) in configs if i == 0]
+        runs = {name: result(name, 0) for name in names}
+        for name in names:
+            seeds = sorted(i for (other, i) in configs if other == name and i > 0)
+            runs[name].seed_runs = [result(name, i) for i in seeds]
+        _announce_unfinished(config, dataset, runs)
+        out.append(runs)
+    return out
+
+
+def _plan(
+    config: Config, dataset: str, names: list[str], overrides: dict | None
+) -> tuple[str, list[tuple[tuple[str, int], Config]]]:
+    """Each run of ``names`` on ``dataset`` as ``((model, seed index), config)``, every
+    model's first seed before any second one; every name checked before anything starts."""
+    for name in names:
         check_model(name)
     bases = {name: config.override(model=name, **(overrides or {})) for name in names}
     seeded = set(seeded_models(config.train.seed_models))
     count = {name: config.train.seeds if name in seeded else 1 for name in names}
-    configs = {  # every model's first seed before any second one
-        (name, i): bases[name].override(seed=bases[name].train.seed + i)
+    return dataset, [
+        ((name, i), bases[name].override(seed=bases[name].train.seed + i))
         for i in range(max(count.values(), default=1))
         for name in names
         if i < count[name]
-    }
-    jobs = [(c, name in restart) for (name, _), c in configs.items()]
-    read_back = train_side_by_side(jobs, dataset, **kwargs) > 1  # trained already: read back
+    ]
 
-    def result(name: str, i: int) -> RunResult:
-        if read_back:
-            return read_run(RunFolder.of(configs[name, i], get_dataset(dataset).name).path)
-        return train_run(configs[name, i], dataset, restart=name in restart, **kwargs)
 
-    runs = {name: result(name, 0) for name in names}
-    for name in names:
-        runs[name].seed_runs = [result(name, i) for i in range(1, count[name])]
+def _announce_unfinished(config: Config, dataset: str, runs: dict[str, RunResult]) -> None:
     waiting = {name: run for name, run in runs.items() if not all(r.finished for r in run.seeds)}
     if waiting:
         announce_pause(
@@ -75,7 +111,6 @@ def train_models(
             + "; ".join(f"{name} ({progress(run)})" for name, run in waiting.items())
             + f". Progress of every run: python -m cxrlib status --runs-dir {config.workspace.runs}"
         )
-    return runs
 
 
 def progress(run: RunResult) -> str:

@@ -55,29 +55,28 @@ def _train_one(job: tuple[Config, str, bool, float | None, dict]) -> str:
 
 
 def train_side_by_side(
-    jobs: list[tuple[Config, bool]],
-    dataset: str,
+    jobs: list[tuple[Config, str, bool]],
     *,
     time_limit_minutes: float | None = None,
     **kwargs,
 ) -> int:
-    """Train each ``(config, restart)`` of ``jobs`` on ``dataset`` in
-    :func:`side_by_side_workers` processes, in the order given (finished runs are skipped).
-    Returns the number of processes used; 1 means nothing was done here and the caller
-    trains the runs itself. The dataset is prepared first, in this process, so that no two
-    processes build its cache. A failed run stops the others (they resume next time) and its
-    error is raised here."""
-    name = get_dataset(dataset).name
-    todo = [(c, r) for c, r in jobs if r or not RunFolder.of(c, name).finished]
+    """Train each ``(config, dataset, restart)`` of ``jobs`` in :func:`side_by_side_workers`
+    processes, in the order given (finished runs are skipped). Returns the number of
+    processes used; 1 means nothing was done here and the caller trains the runs itself.
+    Each dataset is prepared first, in this process, so that no two processes build its
+    cache. A failed run stops the others (they resume next time) and its error is raised
+    here."""
+    todo = [(c, d, r) for c, d, r in jobs if r or not RunFolder.of(c, get_dataset(d).name).finished]
     workers = side_by_side_workers(len(todo))
     if workers < 2:
         return 1
-    prepare_dataset(todo[0][0], dataset, progress=False)
+    for dataset in dict.fromkeys(d for _, d, _ in todo):
+        prepare_dataset(next(c for c, d, _ in todo if d == dataset), dataset, progress=False)
     until = deadline(time_limit_minutes)
     print(f"training {len(todo)} runs side by side in {workers} processes (one thread each)")
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     with context.Pool(workers, initializer=_one_thread) as pool:
-        tasks = [(c, dataset, r, until, kwargs) for c, r in todo]
+        tasks = [(c, d, r, until, kwargs) for c, d, r in todo]
         for done in pool.imap_unordered(_train_one, tasks):
             print(f"  {done}", flush=True)
     return workers

@@ -96,6 +96,11 @@ def test_a_finished_runs_best_pt_loads_on_its_own(isolated_outputs, tmp_path):
     points = card["operating_points"]
     assert "Youden" in points["method"]
     assert set(points["thresholds"]) == set(card["pretrained_cfg"]["classes"])
+    # torchxrayvision's conveniences: the class names and one operating point per class
+    assert model.pathologies == card["pretrained_cfg"]["classes"]
+    thresholds = [points["thresholds"][c] for c in model.pathologies]
+    thresholds = torch.tensor([float("nan") if t is None else t for t in thresholds])
+    assert torch.allclose(model.op_threshs, thresholds, equal_nan=True)
     reference = load_run_model(result.folder)[0]
     x = torch.randn(2, 3, 64, 64)
     assert torch.equal(model(x), reference(x))

@@ -65,3 +65,18 @@ def test_a_run_paused_side_by_side_is_read_back_unfinished(isolated_outputs, thr
     assert not any(run.finished for run in runs.values())
     runs = train_models(config, "cxr11", NAMES, progress=False)  # resumed, side by side
     assert all(run.finished for run in runs.values())
+
+
+@pytest.mark.slow
+def test_sets_on_both_datasets_share_one_set_of_processes(isolated_outputs, threads, capsys):
+    """A notebook's studies on both datasets: one pool for all their runs, read back per set."""
+    from cxrlib.paper.experiments import train_model_sets
+
+    threads(2)
+    config = load_config("smoke", **{**CONFIG, "seeds": 1})
+    sets = [("cxr11", ["resnet34"]), ("cxr14", ["resnet34"])]
+    cxr11, cxr14 = train_model_sets(config, sets, progress=False)
+    out = capsys.readouterr().out
+    assert out.count("side by side") == 1 and "training 2 runs side by side" in out
+    assert cxr11["resnet34"].key.dataset == "cxr11" and cxr14["resnet34"].key.dataset == "cxr14"
+    assert cxr11["resnet34"].finished and cxr14["resnet34"].finished
