@@ -217,6 +217,12 @@ def tally(rows: list[dict], key: str) -> list[dict]:
     return list(table.values())
 
 
+def last_line(stderr: str, base: Path) -> list[str]:
+    """The last line a run printed on stderr, its paths under the campaign's temporary folder
+    written from ``<campaign>`` (the JSON names no folder of this machine)."""
+    return [line.replace(str(base), "<campaign>") for line in stderr.strip().splitlines()[-1:]]
+
+
 def campaign(args) -> dict:
     rng = random.Random(args.seed)
     base = Path(tempfile.mkdtemp(prefix="cxrlib-faults-"))
@@ -256,7 +262,7 @@ def campaign(args) -> dict:
                 "phase": killed_in,
                 "seconds": round(when, 2),
                 "outcome": outcome,
-                "stderr": resumed.stderr.strip().splitlines()[-1:],
+                "stderr": last_line(resumed.stderr, base),
             }
         )
         print(f"trial {trial:3d}: {fault:38s} at {when:6.2f} s in {killed_in:18s} -> {outcome}")
@@ -299,7 +305,7 @@ def disk_full_trials(args, rng: random.Random, reference: dict, base: Path) -> l
                 outcome = "lost or different"
             rows.append({"trial": trial, "fault": "disk full", "detail": f"{free} bytes free",
                          "phase": "disk full", "outcome": outcome,
-                         "stderr": first.stderr.strip().splitlines()[-1:]})  # fmt: skip
+                         "stderr": last_line(first.stderr, base)})  # fmt: skip
             print(f"disk full {trial:3d}: {free:9d} bytes free -> first run "
                   f"{'ok' if first.returncode == 0 else 'stopped'}; {outcome}")  # fmt: skip
     finally:
