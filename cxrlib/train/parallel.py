@@ -1,13 +1,12 @@
 """Several runs side by side on a CPU: one process per run, one thread each.
 
 A small model on a CPU uses a second thread poorly (the smoke profile's micro models on
-64-pixel images give each thread little work), while two single-threaded processes step about
-twice as often (``benchmarks/smoke_chain.py`` times the chain both ways).
-:func:`train_side_by_side` trains a list of runs that way before the caller reads them back
-one by one; what a run computes is
-the same as in one process (its folder, checkpoints, resume and records are those of
-:func:`~cxrlib.train.run.train_run`), to the last bits that a different thread count changes
-in a CPU's floating-point sums.
+64-pixel images give each thread little work), while two single-threaded processes each keep a
+core busy (``benchmarks/smoke_chain.py`` times the chain; with ``OMP_NUM_THREADS=1`` it trains
+in turn). :func:`train_side_by_side` trains a list of runs that way before the caller reads
+them back one by one; what a run computes is the same as in one process (its folder,
+checkpoints, resume and records are those of :func:`~cxrlib.train.run.train_run`), to the
+last bits that a different thread count changes in a CPU's floating-point sums.
 
 It never runs on a GPU (one process owns it), under torchrun, or with a single thread to
 spend (``OMP_NUM_THREADS=1``, as CI's side-by-side suite sets): there the caller trains the

@@ -167,7 +167,7 @@ def setup_runtime(config: Config) -> Runtime:
         precision=resolve_precision(train.precision, device),
         micro_batch=micro,
         grad_accum=accum,
-        # NHWC on GPUs only: on a CPU it gains ~10% and torch 2.14.1's CPU backward of a
+        # NHWC on GPUs only: on a CPU it gains little and torch 2.14.1's CPU backward of a
         # micro CheXNet with IB blocks in NHWC corrupted the heap (aborted, every time)
         channels_last=train.channels_last and device.type == "cuda",
         num_workers=train.num_workers
