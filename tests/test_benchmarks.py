@@ -103,3 +103,17 @@ def test_every_benchmark_imports_what_it_uses_and_explains_itself(script):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage:" in done.stdout
+
+
+def test_the_comparison_with_the_authors_code_names_what_it_needs(tmp_path):
+    """Without a clone of the authors' repository the benchmark stops with the address to
+    clone, before importing anything of theirs."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import vs_authors
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="clone of https://github.com/wuliwuxin/CTransCNN"):
+        vs_authors.authors_package(tmp_path / "empty", tmp_path / "layout")
+    assert (tmp_path / "layout" / "model" / "models" / "builder.py").is_file()  # the shims

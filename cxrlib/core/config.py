@@ -132,7 +132,8 @@ class TrainConfig:
     )
     precision: Precision = _param(
         "auto",
-        "auto: bf16 on GPUs that have it natively, fp16 with a scaler on others, fp32 on a CPU",
+        "auto: bf16 where native (GPUs from Ampere on, CPUs with AVX-512 BF16 or AMX), fp16 "
+        "with a scaler on other GPUs, fp32 on other CPUs",
     )
     channels_last: bool = _param(
         True, "NHWC memory format on a GPU (ours: faster convolutions; a CPU runs NCHW)"

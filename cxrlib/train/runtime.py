@@ -7,7 +7,8 @@ that does not divide is an error, never a silently different recipe.
 
 The GPU that is there (a free Colab/Kaggle T4 as much as an H100) runs the paper recipe
 without editing: ``PRECISION=auto`` takes bf16 only where it is native (compute capability 8+)
-and fp16 with a gradient scaler elsewhere (a T4 emulates bf16, slowly); ``GRAD_ACCUM=None``
+and fp16 with a gradient scaler elsewhere (a T4 emulates bf16, slowly); on a CPU, bf16 where
+the CPU has bf16 instructions (AVX-512 BF16 or AMX) and fp32 elsewhere; ``GRAD_ACCUM=None``
 measures one training step of the actual model at growing accumulation until a micro-batch
 fits the GPU's memory (:func:`fit_grad_accum`; the global batch stays the recipe's);
 ``NUM_WORKERS=None`` takes up to 4 loader processes on a GPU machine (the cache is
@@ -108,22 +109,38 @@ class Runtime:
         }
 
 
+def cpu_native_bf16() -> bool:
+    """True where this CPU computes bf16 natively: AVX-512 BF16 (Intel Cooper Lake and later,
+    AMD Zen 4 and later) or AMX (Sapphire Rapids and later), the instructions oneDNN's bf16
+    convolutions and matrix products use. Elsewhere bf16 is emulated and slower than fp32.
+    (``torch.cpu``'s checks are private; a torch without them counts as no.)"""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    except RuntimeError:  # pragma: no cover - a build without the CPU feature probe
+        return False
+
+
 def native_bf16(device: torch.device) -> bool:
-    """True only where bf16 runs natively (NVIDIA compute capability 8.0+, i.e. Ampere on).
+    """True only where bf16 runs natively: NVIDIA compute capability 8.0+ (Ampere on), or a
+    CPU with AVX-512 BF16 or AMX (:func:`cpu_native_bf16`).
 
     ``torch.cuda.is_bf16_supported()`` also says yes for the emulated bf16 of a T4 or V100,
     which is slower than fp16 there.
     """
+    if device.type == "cpu":
+        return cpu_native_bf16()
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:
-    """``auto``: bf16 where native, fp16 (with a grad scaler) on other GPUs, fp32 on CPU."""
+    """``auto``: bf16 where native (GPU or CPU); fp16 with a grad scaler on other GPUs; fp32 on
+    other CPUs (fp16 autocast on a CPU is emulated)."""
     if requested != "auto":
         return requested
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if native_bf16(device) else "fp16"
+    if native_bf16(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "fp32"
 
 
 def micro_batch_size(batch_size: int, world_size: int, grad_accum: int) -> int:

@@ -19,9 +19,25 @@ def test_batch_size_is_the_global_batch_over_processes_and_accumulation():
         micro_batch_size(32, world_size=3, grad_accum=1)
 
 
-def test_precision_auto_is_fp32_on_cpu_and_explicit_values_stay():
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "expected"),
+    [(False, False, "fp32"), (True, False, "bf16"), (False, True, "bf16")],
+)
+def test_precision_auto_on_a_cpu_is_bf16_only_with_bf16_instructions(
+    monkeypatch, avx512_bf16, amx, expected
+):
+    """Emulated bf16 is slower than fp32 on a CPU: auto takes it only where it is native."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+
+
+def test_a_torch_without_the_cpu_probe_counts_as_no_native_bf16(monkeypatch):
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
 
 
 def test_runs_with_other_seeds_share_the_patient_split(isolated_outputs):
@@ -69,12 +85,13 @@ def test_accumulation_grows_until_a_micro_batch_fits_and_the_global_batch_stays(
 
 
 def test_defaults_choose_for_the_machine():
-    from cxrlib.train.runtime import setup_runtime
+    from cxrlib.train.runtime import cpu_native_bf16, setup_runtime
 
     config = load_config("paper")
     assert config.train.grad_accum is None and config.train.num_workers is None
     runtime = setup_runtime(config)  # this CPU: no probe, no workers
-    assert (runtime.grad_accum, runtime.num_workers, runtime.precision) == (1, 0, "fp32")
+    precision = "bf16" if cpu_native_bf16() else "fp32"
+    assert (runtime.grad_accum, runtime.num_workers, runtime.precision) == (1, 0, precision)
     # the paper asks for NHWC; a CPU runs NCHW (torch 2.14.1's NHWC backward of the IB block
     # aborted a CheXNet run with heap corruption)
     assert config.train.channels_last and not runtime.channels_last
