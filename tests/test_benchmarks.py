@@ -114,6 +114,6 @@ def test_the_comparison_with_the_authors_code_names_what_it_needs(tmp_path):
     finally:
         sys.path.remove(str(SCRIPT.parent))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SystemExit, match="clone of https://github.com/wuliwuxin/CTransCNN"):
+    with pytest.raises(SystemExit, match=r"clone of https://github\.com/wuliwuxin/CTransCNN"):
         vs_authors.authors_package(tmp_path / "empty", tmp_path / "layout")
     assert (tmp_path / "layout" / "model" / "models" / "builder.py").is_file()  # the shims
