@@ -314,7 +314,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    from benchmarks.report import provenance, write_result
     from cxrlib.train.runtime import cpu_native_bf16
+
+    before = provenance()  # the machine's load before the benchmark, not its own
 
     with tempfile.TemporaryDirectory() as tmp:
         digests = authors_package(args.authors_code.resolve(), Path(tmp))
@@ -382,8 +385,6 @@ def main() -> None:
                         f"{100 * op['share']:5.1f}% {op['calls_per_step']:6.0f} calls"
                     )
 
-    from benchmarks.report import write_result
-
     summary = [
         {"figure": "same weights, same input: largest logit difference (fp32, eval)",
          "value": f"{max(check['conv_head_max_abs_diff'], check['token_head_max_abs_diff']):.1e}"},
@@ -402,6 +403,7 @@ def main() -> None:
     path = write_result(
         "vs_authors",
         {
+            **before,
             "benchmark": "vs_authors",
             "mmcv": importlib.import_module("mmcv").__version__,
             "model": "ctranscnn_tiny (authors: my_hybird_CTransCNN, arch tiny)",
