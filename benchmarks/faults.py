@@ -285,7 +285,7 @@ def disk_full_trials(args, rng: random.Random, reference: dict, base: Path) -> l
         return rows
     try:
         for trial in range(args.disk_full):
-            folder = mount / "work"
+            folder = mount / "trial"  # not "work": no result line should read like a machine path
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
             ballast = mount / "ballast"
