@@ -16,8 +16,8 @@ my_hybird_head.py`` (the two heads and their loss rule) and ``model/models/losse
 BCE_ASL_Sigmoid_Focal.py`` (the loss), with the real mmcv 1.x for their bricks (FFN, DropPath,
 norm and activation builders) and mmcv's optimiser constructor with their config's
 ``paramwise_cfg``. Only mmcls's plumbing is replaced here by a few lines (registries, a logger,
-the ``ClsHead`` base class, ``weight_reduce_loss``): none of it runs in the step's arithmetic
-except ``weight_reduce_loss``'s ``sum / avg_factor``.
+``to_2tuple``, the ``BaseBackbone`` and ``ClsHead`` base classes, ``weight_reduce_loss``): none
+of it runs in the step's arithmetic except ``weight_reduce_loss``'s ``sum / avg_factor``.
 
 Then, in the same process:
 
