@@ -86,16 +86,28 @@ def training_precision(device: str) -> str:
     return "bf16" if "bf16" in DEVICE_PEAKS[device] else "fp16"
 
 
-@functools.lru_cache(maxsize=64)
 def executed_gflops(model: str, tables: Path | None = None) -> float:
     """Forward GFLOP per 224 px image that this kit executes for ``model``: from notebook 02's
-    ``model_summary`` table when ``tables`` holds it, else counted now."""
+    ``model_summary`` table when ``tables`` holds it, else counted now (once per process)."""
     summary = tables / "model_summary.csv" if tables else None
     if summary is not None and summary.is_file():
-        frame = pd.read_csv(summary).set_index("model")
-        column = "GFLOPs @224 executed" if "GFLOPs @224 executed" in frame else "GFLOPs @224"
-        if model in frame.index:
-            return float(frame.loc[model, column])
+        counts = _summary_gflops(summary, summary.stat().st_mtime_ns)
+        if model in counts:
+            return counts[model]
+    return _counted_gflops(model)
+
+
+@functools.lru_cache(maxsize=8)
+def _summary_gflops(summary: Path, mtime_ns: int) -> dict[str, float]:
+    """``{model: GFLOPs}`` of a ``model_summary.csv`` as it was at ``mtime_ns`` (read again
+    when notebook 02 writes it anew)."""
+    frame = pd.read_csv(summary).set_index("model")
+    column = "GFLOPs @224 executed" if "GFLOPs @224 executed" in frame else "GFLOPs @224"
+    return {name: float(value) for name, value in frame[column].items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _counted_gflops(model: str) -> float:
     return forward_gflops(create_model(model, num_classes=14, size="paper", image_size=224), 224)
 
 
@@ -189,8 +201,11 @@ def expected_hours(config: Config, models: list[str], datasets: list[str]) -> pd
     """:func:`hours_table` of what a notebook trains under ``config``: each model on each
     dataset, ``SEEDS`` times for the models of ``SEED_MODELS``, at the paper recipe (the hours
     a paper-profile run of the notebook costs; the smoke profile takes minutes on a CPU). A model
-    named twice (e.g. in two ablation families) is trained, and counted, once."""
+    named twice (e.g. in two ablation families) is trained, and counted, once. FLOPs come from
+    notebook 02's ``model_summary`` table of this profile where it is there (the same count,
+    without building every model at paper size again in each notebook)."""
     models = list(dict.fromkeys(models))
     seeded = set(seeded_models(config.train.seed_models))
     seeds = {m: config.train.seeds if m in seeded else 1 for m in models}
-    return hours_table(models, list(datasets), seeds)
+    tables = config.workspace.profile_results(config.profile) / "tables"
+    return hours_table(models, list(datasets), seeds, tables=tables)

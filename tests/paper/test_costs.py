@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cxrlib.core.config import load_config
+from cxrlib.core.workspace import Workspace
 from cxrlib.paper import costs
 
 
@@ -65,3 +66,23 @@ def test_a_model_named_twice_is_counted_once(monkeypatch):
     once = costs.expected_hours(config, ["resnet50"], ["cxr11"])
     twice = costs.expected_hours(config, ["resnet50", "resnet50"], ["cxr11"])
     pd.testing.assert_frame_equal(once, twice)
+
+
+def test_expected_hours_take_the_flops_of_notebook_02s_table_where_it_is_there(
+    tmp_path, monkeypatch
+):
+    """Each notebook's hours cell reads the counts notebook 02 wrote for this profile instead
+    of building every model at paper size again; without the table it counts them itself."""
+    monkeypatch.setattr(costs, "measured_speeds", lambda: {})
+    config = load_config("paper", seeds=1, workspace=Workspace.at(tmp_path))
+    counted = costs.expected_hours(config, ["resnet34"], ["cxr11"]).iloc[0]["A100 h/run"]
+    hours = costs.run_hours("resnet34", "cxr11", "A100", {})[0]  # counted, before rounding
+    assert counted == round(hours, 1)
+    tables = tmp_path / "results" / "paper" / "tables"
+    tables.mkdir(parents=True)
+    gflops = 10 * costs.executed_gflops("resnet34")  # a count no model has: read, not counted
+    pd.DataFrame({"model": ["resnet34"], "GFLOPs @224 executed": [gflops]}).to_csv(
+        tables / "model_summary.csv", index=False
+    )
+    read = costs.expected_hours(config, ["resnet34"], ["cxr11"]).iloc[0]["A100 h/run"]
+    assert read == round(10 * hours, 1)
