@@ -132,10 +132,19 @@ def ablation_differences(num_classes: int = 14, size: str = "paper") -> pd.DataF
     (a removed label decoder hands its head back to the cls token head, which counts as the
     label decoder's).
     """
+    counts: dict[str, Counter] = {}
+
+    def counted(name: str) -> Counter:
+        if name not in counts:
+            with skipped_init():  # counts only: no weights drawn
+                counts[name] = parameters_by_group(
+                    create_model(name, num_classes=num_classes, size=size)
+                )
+        return counts[name]
+
     rows = []
     for variant, (full, switch) in ABLATIONS.items():
-        a = parameters_by_group(create_model(variant, num_classes=num_classes, size=size))
-        b = parameters_by_group(create_model(full, num_classes=num_classes, size=size))
+        a, b = counted(variant), counted(full)
         diff = {g: a[g] - b[g] for g, _ in MODULE_GROUPS}
         allowed = {
             "attention": {"token layers"},
