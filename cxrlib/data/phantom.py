@@ -226,7 +226,9 @@ def _generate_cxr14(spec: PhantomSpec, out: Path, rng, real_vectors) -> None:
             image = image.convert("RGBA")
         sub = out / f"images_{1 + i * 2 // n:03d}" / "images"  # two folders, like 001/002
         sub.mkdir(parents=True, exist_ok=True)
-        image.save(sub / name)
+        # zlib level 1: the same pixels as PIL's default level 6 in a fifth of the time (about
+        # 1.5 ms instead of 7 ms for a 256-px phantom; files 15% larger)
+        image.save(sub / name, compress_level=1)
         findings = "|".join(c for c in CXR14_CLASSES if labels[c]) or "No Finding"
         meta_rows.append(
             f"{name},{findings},{follow[pid]},{pid},{ages[patients[i]]},{sexes[patients[i]]},"
