@@ -1,7 +1,8 @@
 """How long ``./run_all.sh`` takes in the smoke profile as a new user meets it: the environment
 ready, nothing else -- no phantom, no image cache, no run, no result (empty folders given with
 ``--data-dir``, ``--runs-dir`` and ``--results-dir``, so the checkout's own stay untouched) --
-and where the time goes, notebook by notebook (``run_all.sh`` prints each one's seconds).
+and where the time goes, notebook by notebook (``run_all.sh`` prints each one's seconds) and
+cell by cell (the seconds papermill records in each executed notebook).
 
     OMP_NUM_THREADS=2 python benchmarks/smoke_chain.py [--python PATH]
 
@@ -13,6 +14,7 @@ the kit installed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -56,6 +58,21 @@ def run_chain(python: str, folder: Path) -> tuple[list[dict], float, int, str]:
     return notebooks, time.perf_counter() - began, status, "\n".join(tail)
 
 
+def cell_seconds(executed: Path) -> list[dict]:
+    """Where a notebook's time went: each code cell that took a second or more, by the
+    seconds papermill recorded for it (``metadata.papermill.duration``), the longest first,
+    named by its first line of code."""
+    cells = []
+    for cell in json.loads(executed.read_text())["cells"]:
+        duration = cell.get("metadata", {}).get("papermill", {}).get("duration")
+        if cell["cell_type"] != "code" or duration is None or duration < 1:
+            continue
+        lines = [line.strip() for line in "".join(cell["source"]).splitlines()]
+        code = next((line for line in lines if line and not line.startswith("#")), "")
+        cells.append({"cell": code[:60], "seconds": round(duration, 1)})
+    return sorted(cells, key=lambda c: -c["seconds"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=sys.executable, help="the notebooks' interpreter")
@@ -64,6 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     before = provenance()  # the load before the chain, not after it
     with tempfile.TemporaryDirectory(prefix="smoke-chain-") as tmp:
         notebooks, seconds, status, tail = run_chain(args.python, Path(tmp))
+        executed = Path(tmp) / "results" / "smoke" / "executed"
+        for notebook in notebooks:
+            if (executed / notebook["notebook"]).is_file():
+                cells = cell_seconds(executed / notebook["notebook"])
+                notebook["cells"] = cells
+                # kernel start, papermill's own work and the cells under a second
+                notebook["outside_cells"] = round(
+                    (notebook["seconds"] or 0) - sum(c["seconds"] for c in cells), 1
+                )
     if status != 0:
         print(tail, file=sys.stderr)
         print(f"run_all.sh failed (exit status {status}): no result written", file=sys.stderr)
@@ -87,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     write_result("smoke_chain", record, Path(args.out))
     for row in figures:
         print(f"{row['figure']:<48} {row['value']}")
+    for notebook in notebooks:
+        print(f"{notebook['notebook']}: outside cells {notebook.get('outside_cells')} s")
+        for cell in notebook.get("cells", []):
+            print(f"    {cell['seconds']:>6} s  {cell['cell']}")
     return 0
 
 

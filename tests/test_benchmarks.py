@@ -117,3 +117,30 @@ def test_the_comparison_with_the_authors_code_names_what_it_needs(tmp_path):
     with pytest.raises(SystemExit, match=r"clone of https://github\.com/wuliwuxin/CTransCNN"):
         vs_authors.authors_package(tmp_path / "empty", tmp_path / "layout")
     assert (tmp_path / "layout" / "model" / "models" / "builder.py").is_file()  # the shims
+
+
+def test_the_smoke_chain_says_which_cells_took_the_time(tmp_path):
+    """Per notebook, the code cells of a second or more by papermill's own durations, the
+    longest first, named by their first line of code (comments skipped)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import smoke_chain
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+    def cell(kind: str, source: str, seconds: float | None) -> dict:
+        meta = {} if seconds is None else {"papermill": {"duration": seconds}}
+        return {"cell_type": kind, "source": source, "metadata": meta}
+
+    notebook = tmp_path / "05_ablations.ipynb"
+    notebook.write_text(json.dumps({"cells": [
+        cell("markdown", "# 05", None),
+        cell("code", "# the parameters\nPROFILE = None", 0.01),
+        cell("code", "nb.ablation_hours(s)", 2.5),
+        cell("code", "# train\nruns = nb.train_ablations(s)", 122.46),
+        cell("code", "nb.table3(s, runs)", 0.4),
+    ]}))  # fmt: skip
+    assert smoke_chain.cell_seconds(notebook) == [
+        {"cell": "runs = nb.train_ablations(s)", "seconds": 122.5},
+        {"cell": "nb.ablation_hours(s)", "seconds": 2.5},
+    ]
