@@ -46,7 +46,7 @@ def test_commands_that_use_no_configuration_take_no_profile(capsys):
 
 
 def test_a_folder_given_as_a_parameter_names_the_option_to_use(capsys):
-    assert main(["config", "--set", "runs_dir=/tmp/x"]) == 2
+    assert main(["config", "--set", "runs_dir=elsewhere"]) == 2
     err = capsys.readouterr().err
     assert "--runs-dir on the command line" in err and "RUNS_DIR in a notebook" in err
 
